@@ -1,0 +1,3 @@
+from opstui.cli import main
+
+raise SystemExit(main())
