@@ -1,0 +1,275 @@
+"""`/auth/v1`: the slice of GoTrue that supabase-py's auth client uses.
+
+Password grant, refresh grant with rotation and reuse detection, get user and
+logout. Users live in `auth.users` with bcrypt hashes, exactly where Supabase
+keeps them; sessions and refresh tokens in `auth.sessions` and
+`auth.refresh_tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import bcrypt
+from aiohttp import web
+from psycopg.rows import dict_row
+
+from opstui.backend.gateway import (
+    AuthApiError,
+    GatewayContext,
+    bearer_token,
+    check_api_key,
+    context,
+)
+from opstui.backend.tokens import TokenError
+
+log = logging.getLogger(__name__)
+
+# A hash of a random password, checked when the email is unknown so that a
+# missing account and a wrong password take the same time.
+_DUMMY_HASH = bcrypt.hashpw(b"not-a-real-password", bcrypt.gensalt(rounds=10))
+
+_USER_COLUMNS = (
+    "id, aud, role, email, email_confirmed_at, phone, confirmed_at, last_sign_in_at,"
+    " raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous,"
+    " banned_until, deleted_at"
+)
+
+
+def setup(app: web.Application, ctx: GatewayContext) -> None:
+    app.router.add_post("/auth/v1/token", token)
+    app.router.add_get("/auth/v1/user", get_user)
+    app.router.add_post("/auth/v1/logout", logout)
+    app.router.add_get("/auth/v1/health", health)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _app_metadata(row: dict[str, Any]) -> dict[str, Any]:
+    return {"provider": "email", "providers": ["email"], **(row["raw_app_meta_data"] or {})}
+
+
+def user_json(row: dict[str, Any]) -> dict[str, Any]:
+    """GoTrue's User shape (the fields supabase-py's model needs, and the usual extras)."""
+    return {
+        "id": str(row["id"]),
+        "aud": row["aud"] or "authenticated",
+        "role": row["role"] or "authenticated",
+        "email": row["email"],
+        "email_confirmed_at": _iso(row["email_confirmed_at"]),
+        "phone": row["phone"] or "",
+        "confirmed_at": _iso(row["confirmed_at"] or row["email_confirmed_at"]),
+        "last_sign_in_at": _iso(row["last_sign_in_at"]),
+        "app_metadata": _app_metadata(row),
+        "user_metadata": row["raw_user_meta_data"] or {},
+        "identities": [],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "is_anonymous": bool(row["is_anonymous"]),
+    }
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise AuthApiError(400, "bad_json", "Could not parse request body as JSON") from None
+    if not isinstance(body, dict):
+        raise AuthApiError(400, "bad_json", "Request body must be a JSON object")
+    return body
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"name": "opstui-embedded-auth", "description": "GoTrue subset"})
+
+
+async def token(request: web.Request) -> web.Response:
+    check_api_key(request)
+    grant_type = request.query.get("grant_type")
+    body = await _json_body(request)
+    # Authorization is ignored here on purpose: after a failed login supabase-py
+    # still sends the previous user's JWT (contract note §1).
+    if grant_type == "password":
+        return await _password_grant(context(request), body)
+    if grant_type == "refresh_token":
+        return await _refresh_grant(context(request), body)
+    raise AuthApiError(
+        400, "unsupported_grant_type", f"unsupported grant_type {grant_type!r}; use password or refresh_token"
+    )
+
+
+async def _password_grant(ctx: GatewayContext, body: dict[str, Any]) -> web.Response:
+    email = body.get("email")
+    password = body.get("password")
+    if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+        raise AuthApiError(400, "validation_failed", "email and password are required")
+    pool = ctx.extras["admin_pool"]
+    async with pool.connection() as conn:
+        conn.row_factory = dict_row
+        cur = await conn.execute(
+            f"select {_USER_COLUMNS}, encrypted_password from auth.users"  # noqa: S608 - constant
+            " where lower(email) = lower(%s) and deleted_at is null",
+            (email,),
+        )
+        row = await cur.fetchone()
+    stored = (row or {}).get("encrypted_password") or ""
+    hashed = stored.encode() if stored.startswith("$2") else _DUMMY_HASH
+    # bcrypt is deliberately slow (~50 ms): keep it off the event loop.
+    matches = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed)
+    if row is None or not matches or not stored:
+        raise AuthApiError(400, "invalid_credentials", "Invalid login credentials")
+    _refuse_banned(row)
+    return await _issue_session(ctx, row, parent=None, session_id=None)
+
+
+def _refuse_banned(row: dict[str, Any]) -> None:
+    banned_until = row.get("banned_until")
+    if banned_until and banned_until > datetime.now(UTC):
+        raise AuthApiError(400, "user_banned", "User is banned")
+
+
+async def _refresh_grant(ctx: GatewayContext, body: dict[str, Any]) -> web.Response:
+    presented = body.get("refresh_token")
+    if not isinstance(presented, str) or not presented:
+        raise AuthApiError(400, "validation_failed", "refresh_token is required")
+    pool = ctx.extras["admin_pool"]
+    async with pool.connection() as conn:
+        conn.row_factory = dict_row
+        async with conn.transaction():
+            cur = await conn.execute(
+                "select id, user_id, revoked, session_id from auth.refresh_tokens"
+                " where token = %s for update",
+                (presented,),
+            )
+            token_row = await cur.fetchone()
+            if token_row is None or token_row["session_id"] is None:
+                raise AuthApiError(
+                    400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
+                )
+            if token_row["revoked"]:
+                # Reuse of a rotated token: someone else may hold this session.
+                # Kill the whole session (and with it every token descended from it).
+                await conn.execute("delete from auth.sessions where id = %s", (token_row["session_id"],))
+                log.warning("refresh token reuse detected; session revoked")
+                raise AuthApiError(
+                    400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
+                )
+            await conn.execute(
+                "update auth.refresh_tokens set revoked = true, updated_at = now() where id = %s",
+                (token_row["id"],),
+            )
+            cur = await conn.execute(
+                f"select {_USER_COLUMNS} from auth.users where id = %s::uuid and deleted_at is null",  # noqa: S608
+                (token_row["user_id"],),
+            )
+            user = await cur.fetchone()
+            if user is None:
+                raise AuthApiError(400, "user_not_found", "User from refresh token no longer exists")
+            _refuse_banned(user)
+    return await _issue_session(ctx, user, parent=presented, session_id=str(token_row["session_id"]))
+
+
+async def _issue_session(
+    ctx: GatewayContext, user: dict[str, Any], *, parent: str | None, session_id: str | None
+) -> web.Response:
+    refresh_token = secrets.token_urlsafe(24)
+    pool = ctx.extras["admin_pool"]
+    async with pool.connection() as conn:
+        async with conn.transaction():
+            if session_id is None:
+                cur = await conn.execute(
+                    "insert into auth.sessions (id, user_id, created_at, updated_at)"
+                    " values (gen_random_uuid(), %s, now(), now()) returning id",
+                    (user["id"],),
+                )
+                session_id = str((await cur.fetchone())[0])
+                await conn.execute(
+                    "update auth.users set last_sign_in_at = now() where id = %s", (user["id"],)
+                )
+            else:
+                await conn.execute(
+                    "update auth.sessions set updated_at = now() where id = %s", (session_id,)
+                )
+            await conn.execute(
+                "insert into auth.refresh_tokens (token, user_id, revoked, created_at, updated_at, parent, session_id)"
+                " values (%s, %s, false, now(), now(), %s, %s)",
+                (refresh_token, str(user["id"]), parent, session_id),
+            )
+    ttl = int(ctx.extras.get("access_token_ttl", 3600))
+    access_token, expires_at = ctx.signer.access_token(
+        user_id=str(user["id"]),
+        email=user["email"],
+        session_id=session_id,
+        app_metadata=_app_metadata(user),
+        user_metadata=user["raw_user_meta_data"] or {},
+        ttl=ttl,
+    )
+    return web.json_response(
+        {
+            "access_token": access_token,
+            "token_type": "bearer",
+            "expires_in": ttl,
+            "expires_at": expires_at,
+            "refresh_token": refresh_token,
+            "user": user_json(user),
+        },
+        headers={"X-Supabase-Api-Version": "2024-01-01"},
+    )
+
+
+def _user_claims(request: web.Request) -> dict[str, Any]:
+    check_api_key(request)
+    raw = bearer_token(request)
+    if raw is None:
+        raise AuthApiError(401, "no_authorization", "This endpoint requires a Bearer token")
+    try:
+        claims = context(request).signer.verify(raw)
+    except TokenError as exc:
+        raise AuthApiError(403, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc}") from None
+    if claims.get("role") != "authenticated" or not claims.get("sub"):
+        raise AuthApiError(403, "bad_jwt", "invalid claim: missing sub claim")
+    return claims
+
+
+async def get_user(request: web.Request) -> web.Response:
+    claims = _user_claims(request)
+    pool = context(request).extras["admin_pool"]
+    async with pool.connection() as conn:
+        conn.row_factory = dict_row
+        cur = await conn.execute(
+            f"select {_USER_COLUMNS}, exists(select 1 from auth.sessions s where s.id = %s::uuid) as live"  # noqa: S608
+            " from auth.users where id = %s::uuid and deleted_at is null",
+            (claims.get("session_id"), claims["sub"]),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise AuthApiError(403, "user_not_found", "User from sub claim in JWT does not exist")
+    if not row["live"]:
+        raise AuthApiError(403, "session_not_found", "Session from session_id claim in JWT does not exist")
+    return web.json_response(user_json(row), headers={"X-Supabase-Api-Version": "2024-01-01"})
+
+
+async def logout(request: web.Request) -> web.Response:
+    claims = _user_claims(request)
+    scope = request.query.get("scope", "global")
+    pool = context(request).extras["admin_pool"]
+    async with pool.connection() as conn:
+        if scope == "local":
+            await conn.execute("delete from auth.sessions where id = %s::uuid", (claims.get("session_id"),))
+        elif scope == "others":
+            await conn.execute(
+                "delete from auth.sessions where user_id = %s::uuid and id <> %s::uuid",
+                (claims["sub"], claims.get("session_id")),
+            )
+        elif scope == "global":
+            await conn.execute("delete from auth.sessions where user_id = %s::uuid", (claims["sub"],))
+        else:
+            raise AuthApiError(400, "validation_failed", "scope must be one of global, local, others")
+    return web.Response(status=204)

@@ -1,0 +1,189 @@
+"""The embedded backend as a library: PostgreSQL + schema + demo data + gateway.
+
+`opstui serve` and (later) the TUI both use `EmbeddedBackend`; tests start one
+per session. It is a library first and a command second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from opstui import locations
+from opstui.backend.postgres import PostgresCluster
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a client needs to talk to the backend (the `serve --json` line)."""
+
+    url: str
+    anon_key: str
+    service_role_key: str
+    db_url: str
+    users: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def public_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("notices")
+        return data
+
+
+@dataclass
+class EmbeddedBackend:
+    """Start with `await backend.start()`, stop with `await backend.stop()` (or `async with`)."""
+
+    data_dir: Path | None = None
+    ephemeral: bool = False
+    port: int = 0
+    seed_demo: bool = True
+    demo_now: datetime | None = None
+    access_token_ttl: int = 3600
+    info: BackendInfo | None = None
+    _cluster: PostgresCluster | None = None
+    _runner: web.AppRunner | None = None
+    _ctx: Any = None
+    _pools: list[Any] = field(default_factory=list)
+
+    async def __aenter__(self) -> EmbeddedBackend:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> BackendInfo:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> BackendInfo:
+        from psycopg_pool import AsyncConnectionPool
+
+        from opstui.backend import schema
+        from opstui.backend.gateway import GatewayContext, build_app
+        from opstui.backend.tokens import TokenSigner, load_or_create_secret
+
+        if self.ephemeral:
+            root = Path(tempfile.mkdtemp(prefix="opstui-embedded-"))
+            self._cluster = PostgresCluster(root, ephemeral=True)
+        else:
+            root = self.data_dir or locations.embedded_dir()
+            self._cluster = PostgresCluster(root)
+        await asyncio.to_thread(self._cluster.start)
+        cluster = self._cluster
+
+        users = await asyncio.to_thread(self._prepare_database, cluster.conninfo())
+
+        # The secret lives beside the data it protects; ephemeral backends get a fresh one.
+        secret = load_or_create_secret(root / "jwt_secret")
+        signer = TokenSigner(secret)
+        anon_key = signer.api_key("anon")
+        service_role_key = signer.api_key("service_role")
+
+        # Requests run as `authenticator` (no privileges of its own) and switch role per
+        # transaction; auth and change capture use a small superuser pool.
+        pool = AsyncConnectionPool(
+            cluster.conninfo(user="authenticator"), min_size=2, max_size=10, open=False
+        )
+        admin_pool = AsyncConnectionPool(cluster.conninfo(), min_size=1, max_size=4, open=False)
+        self._pools = [pool, admin_pool]
+        await pool.open(wait=True, timeout=30)
+        await admin_pool.open(wait=True, timeout=30)
+
+        ctx = GatewayContext(
+            pool=pool,
+            signer=signer,
+            anon_key=anon_key,
+            service_role_key=service_role_key,
+            admin_conninfo=cluster.conninfo(),
+            extras={"admin_pool": admin_pool, "access_token_ttl": self.access_token_ttl},
+        )
+        self._ctx = ctx
+        app = build_app(ctx)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        sock = _bind(self.port)
+        site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
+        await site.start()
+        port = sock.getsockname()[1]
+        self.port = port
+        self.info = BackendInfo(
+            url=f"http://{HOST}:{port}",
+            anon_key=anon_key,
+            service_role_key=service_role_key,
+            db_url=cluster.url(),
+            users=users,
+            notices=list(cluster.notices),
+        )
+        return self.info
+
+    def _prepare_database(self, conninfo: str) -> list[dict[str, Any]]:
+        """Bootstrap, migrate, capture changes, seed. Blocking: runs in a thread."""
+        import psycopg
+
+        from opstui.backend import demo, realtime, schema
+
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            schema.prepare_database(conn)
+            realtime.install_change_capture(conn)
+            if not self.seed_demo:
+                return []
+            demo_users = demo.seed_demo(conn, now=self.demo_now)
+        return [
+            {
+                "email": u.email,
+                "password": u.password,
+                "tenant_id": u.tenant_id,
+                "team_ids": list(u.team_ids),
+                "role": u.role,
+            }
+            for u in demo_users
+        ]
+
+    async def restart_gateway(self) -> None:
+        """Stop and start the HTTP/WebSocket gateway on the same port (tests of reconnects)."""
+        from opstui.backend.gateway import build_app
+
+        assert self._runner is not None
+        await self._runner.cleanup()
+        self._runner = web.AppRunner(build_app(self._ctx), handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.SockSite(self._runner, _bind(self.port), shutdown_timeout=1.0)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for pool in self._pools:
+            await pool.close()
+        self._pools = []
+        if self._cluster is not None:
+            cluster, self._cluster = self._cluster, None
+            await asyncio.to_thread(cluster.stop)
+
+
+def _bind(port: int) -> socket.socket:
+    """Bind 127.0.0.1 only; SO_REUSEADDR so a restart can take the same port at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
