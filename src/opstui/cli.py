@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="run the embedded Supabase-compatible backend in the foreground"
     )
-    serve.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free)")
+    serve.add_argument(
+        "--port", type=_port, default=0, help="port on 127.0.0.1 (default: any free)"
+    )
     serve.add_argument(
         "--ephemeral", action="store_true", help="use a temporary database, removed at exit"
     )

@@ -101,7 +101,9 @@ async def token(request: web.Request) -> web.Response:
     if grant_type == "refresh_token":
         return await _refresh_grant(context(request), body)
     raise AuthApiError(
-        400, "unsupported_grant_type", f"unsupported grant_type {grant_type!r}; use password or refresh_token"
+        400,
+        "unsupported_grant_type",
+        f"unsupported grant_type {grant_type!r}; use password or refresh_token",
     )
 
 
@@ -156,7 +158,9 @@ async def _refresh_grant(ctx: GatewayContext, body: dict[str, Any]) -> web.Respo
             if token_row["revoked"]:
                 # Reuse of a rotated token: someone else may hold this session.
                 # Kill the whole session (and with it every token descended from it).
-                await conn.execute("delete from auth.sessions where id = %s", (token_row["session_id"],))
+                await conn.execute(
+                    "delete from auth.sessions where id = %s", (token_row["session_id"],)
+                )
                 log.warning("refresh token reuse detected; session revoked")
                 raise AuthApiError(
                     400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
@@ -171,9 +175,13 @@ async def _refresh_grant(ctx: GatewayContext, body: dict[str, Any]) -> web.Respo
             )
             user = await cur.fetchone()
             if user is None:
-                raise AuthApiError(400, "user_not_found", "User from refresh token no longer exists")
+                raise AuthApiError(
+                    400, "user_not_found", "User from refresh token no longer exists"
+                )
             _refuse_banned(user)
-    return await _issue_session(ctx, user, parent=presented, session_id=str(token_row["session_id"]))
+    return await _issue_session(
+        ctx, user, parent=presented, session_id=str(token_row["session_id"])
+    )
 
 
 async def _issue_session(
@@ -232,7 +240,9 @@ def _user_claims(request: web.Request) -> dict[str, Any]:
     try:
         claims = context(request).signer.verify(raw)
     except TokenError as exc:
-        raise AuthApiError(403, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc}") from None
+        raise AuthApiError(
+            403, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc}"
+        ) from None
     if claims.get("role") != "authenticated" or not claims.get("sub"):
         raise AuthApiError(403, "bad_jwt", "invalid claim: missing sub claim")
     return claims
@@ -252,7 +262,9 @@ async def get_user(request: web.Request) -> web.Response:
     if row is None:
         raise AuthApiError(403, "user_not_found", "User from sub claim in JWT does not exist")
     if not row["live"]:
-        raise AuthApiError(403, "session_not_found", "Session from session_id claim in JWT does not exist")
+        raise AuthApiError(
+            403, "session_not_found", "Session from session_id claim in JWT does not exist"
+        )
     return web.json_response(user_json(row), headers={"X-Supabase-Api-Version": "2024-01-01"})
 
 
@@ -262,14 +274,20 @@ async def logout(request: web.Request) -> web.Response:
     pool = context(request).extras["admin_pool"]
     async with pool.connection() as conn:
         if scope == "local":
-            await conn.execute("delete from auth.sessions where id = %s::uuid", (claims.get("session_id"),))
+            await conn.execute(
+                "delete from auth.sessions where id = %s::uuid", (claims.get("session_id"),)
+            )
         elif scope == "others":
             await conn.execute(
                 "delete from auth.sessions where user_id = %s::uuid and id <> %s::uuid",
                 (claims["sub"], claims.get("session_id")),
             )
         elif scope == "global":
-            await conn.execute("delete from auth.sessions where user_id = %s::uuid", (claims["sub"],))
+            await conn.execute(
+                "delete from auth.sessions where user_id = %s::uuid", (claims["sub"],)
+            )
         else:
-            raise AuthApiError(400, "validation_failed", "scope must be one of global, local, others")
+            raise AuthApiError(
+                400, "validation_failed", "scope must be one of global, local, others"
+            )
     return web.Response(status=204)

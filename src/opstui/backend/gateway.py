@@ -69,7 +69,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details, "hint": self.hint}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "details": self.details,
+            "hint": self.hint,
+        }
 
     def response(self) -> web.Response:
         return web.json_response(self.body(), status=self.status, headers=self.headers)
@@ -161,7 +166,9 @@ def check_api_key(request: web.Request) -> dict[str, Any]:
     except TokenError as exc:
         raise ApiError(401, "PGRST301", "Invalid API key", details=str(exc)) from None
     if claims.get("role") not in ("anon", "service_role"):
-        raise ApiError(401, "PGRST301", "Invalid API key", details="not an anon or service_role key")
+        raise ApiError(
+            401, "PGRST301", "Invalid API key", details="not an anon or service_role key"
+        )
     return claims
 
 
@@ -188,7 +195,9 @@ def request_claims(request: web.Request) -> dict[str, Any]:
                 401,
                 code,
                 str(exc),
-                headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'},
+                headers={
+                    "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'
+                },
             ) from None
     request["claims"] = claims
     return claims

@@ -236,9 +236,16 @@ class PostgresCluster:
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self._run("pg_ctl", "-D", str(self.pgdata), *args, check=check)
 
-    def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, program: str, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(_bin_dir() / program), *args]
-        kwargs: dict = {"cwd": "/", "stdin": subprocess.DEVNULL, "capture_output": True, "text": True}
+        kwargs: dict = {
+            "cwd": "/",
+            "stdin": subprocess.DEVNULL,
+            "capture_output": True,
+            "text": True,
+        }
         if self._run_as:
             kwargs["user"] = self._run_as
         # pg_ctl start keeps the server's stdout/stderr; send them to files, not our pipes,

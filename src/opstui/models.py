@@ -1,0 +1,235 @@
+"""Pydantic models for what users type: hosts, repositories, deployments, CI/CD providers.
+
+Rows read from the database stay plain dicts (the store keeps whatever the
+server sends, so a new column never breaks the UI); these models validate
+writes before they leave the machine, with messages that point at the field.
+The database re-checks everything (RLS, constraints, limits).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class DeploymentStatus(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in_progress"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class HostStatus(StrEnum):
+    PENDING = "pending"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    TESTING = "testing"
+    FAILED = "failed"
+
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def validate_host(value: str) -> str:
+    """An IPv4/IPv6 address or an RFC 1123 host name."""
+    value = value.strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if len(value) <= 253 and labels and all(_HOSTNAME_LABEL.match(label) for label in labels):
+        if not labels[-1].isdigit():  # "10.0.0.300" is a bad IP, not a host name
+            return value
+    raise ValueError(f"{value!r} is not an IP address or host name")
+
+
+# -- cron -----------------------------------------------------------------------------------------
+
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), 1)}
+_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
+_CRON_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _DAYS),
+)
+
+
+def validate_cron(expression: str) -> str:
+    """Standard 5-field cron (lists, ranges, steps, names) or an @macro."""
+    expression = " ".join(expression.split())
+    if expression.lower() in _CRON_MACROS:
+        return expression.lower()
+    parts = expression.split(" ")
+    if len(parts) != 5:
+        raise ValueError(
+            f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}"
+        )
+    for part, (name, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
+        for item in part.split(","):
+            _check_cron_item(item, name, low, high, names)
+    return expression
+
+
+def _check_cron_item(item: str, name: str, low: int, high: int, names: dict[str, int]) -> None:
+    base, _, step = item.partition("/")
+    if step and (not step.isdigit() or int(step) == 0):
+        raise ValueError(f"cron {name}: step {step!r} must be a positive number")
+    if base == "*":
+        return
+    bounds = base.split("-")
+    if len(bounds) > 2 or not all(bounds):
+        raise ValueError(f"cron {name}: {item!r} is not a value, range or step")
+    values = []
+    for bound in bounds:
+        if bound.upper() in names:
+            values.append(names[bound.upper()])
+        elif bound.isdigit():
+            values.append(int(bound))
+        else:
+            raise ValueError(f"cron {name}: {bound!r} is not a number")
+    for value in values:
+        if not low <= value <= high:
+            raise ValueError(f"cron {name}: {value} is outside {low}-{high}")
+    if len(values) == 2 and values[0] > values[1]:
+        raise ValueError(f"cron {name}: range {item!r} runs backwards")
+
+
+# -- forms ----------------------------------------------------------------------------------------
+
+
+class FormModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    def to_row(self) -> dict[str, Any]:
+        """The JSON the REST API gets (secrets revealed only here, on the way out)."""
+        row = self.model_dump(mode="json", exclude_none=True)
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                row[name] = value.get_secret_value()
+        return row
+
+
+class HostForm(FormModel):
+    name: NonEmpty
+    description: str | None = None
+    type: Literal["ssh", "docker", "portainer", "winrm"] = "ssh"
+    ip: NonEmpty
+    port: Port = 22
+    user: str | None = None
+    password: SecretStr | None = None
+    is_windows: bool = False
+    status: HostStatus = HostStatus.PENDING
+
+    @field_validator("ip")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return validate_host(value)
+
+
+class RepositoryForm(FormModel):
+    name: NonEmpty
+    provider_id: NonEmpty
+    provider_type: Literal["github", "gitlab", "gitea"] = "github"
+    description: str | None = None
+    owner: str | None = None
+    url: str | None = None
+    is_private: bool = False
+    default_branch: NonEmpty = "main"
+    language: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^(https?|ssh|git)://|^git@", value):
+            raise ValueError("must be an https://, ssh://, git:// or git@ URL")
+        return value
+
+
+class EnvVar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    value: str = ""
+
+
+class DeploymentForm(FormModel):
+    name: NonEmpty
+    description: str | None = None
+    repository_id: str | None = None
+    scripts_path: list[NonEmpty] = Field(min_length=1)
+    scripts_parameters: list[str] = Field(default_factory=list)
+    host_ids: list[str] = Field(default_factory=list)
+    schedule_type: Literal["now", "later", "cron"] = "now"
+    scheduled_time: datetime | None = None
+    cron_expression: str | None = None
+    repeat_count: Annotated[int, Field(ge=0, le=10_000)] = 0
+    environment_vars: list[EnvVar] = Field(default_factory=list)
+    cicd_provider_id: str | None = None
+
+    @field_validator("cron_expression")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return validate_cron(value) if value else None
+
+    @model_validator(mode="after")
+    def _schedule(self) -> DeploymentForm:
+        if self.schedule_type == "cron" and not self.cron_expression:
+            raise ValueError("cron_expression: required when the schedule is cron")
+        if self.schedule_type == "later" and self.scheduled_time is None:
+            raise ValueError("scheduled_time: required when the schedule is later")
+        keys = [var.key for var in self.environment_vars]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"environment_vars: duplicate key {duplicates[0]!r}")
+        return self
+
+    @classmethod
+    def parse_env(cls, text: str) -> list[EnvVar]:
+        """`KEY=value` lines (blank lines and # comments ignored) as used by the form."""
+        variables = []
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise ValueError(f"environment line {number}: expected KEY=value")
+            variables.append(EnvVar(key=key.strip(), value=value))
+        return variables
+
+
+class CicdProviderForm(FormModel):
+    name: NonEmpty
+    type: Literal["jenkins", "github_actions", "gitlab_ci", "circleci"] = "jenkins"
+    url: NonEmpty
+    port: Port | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value

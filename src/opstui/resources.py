@@ -1,0 +1,255 @@
+"""What opstui knows about each resource: table, aliases, columns, scope, permissions.
+
+One registry serves the TUI (columns, `:` aliases), the headless commands and
+the store (which tables to load and how to filter their realtime changes).
+Adding a resource is adding one `ResourceSpec` here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ColumnKind = Literal["text", "status", "time", "duration", "bool", "list", "number", "json"]
+# How the store scopes a table's snapshot and its realtime filter.
+Scope = Literal["team", "tenant", "profile", "global", "visible"]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: ColumnKind = "text"
+    width: int | None = None
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    name: str
+    table: str
+    title: str
+    scope: Scope
+    columns: tuple[Column, ...]
+    aliases: tuple[str, ...] = ()
+    # permission_matrix.resource_type governing writes; None = read-only here.
+    permission_type: str | None = None
+    primary_key: tuple[str, ...] = ("id",)
+    order_by: str = "name"
+    label_key: str = "name"
+    hotkey: str | None = None
+    writable: bool = False
+    executable: bool = False
+    related: tuple[str, ...] = field(default=())
+
+    @property
+    def scope_column(self) -> str | None:
+        return {"team": "team_id", "tenant": "tenant_id", "profile": "profile_id"}.get(self.scope)
+
+    def key_of(self, row: dict) -> str:
+        return "|".join(str(row.get(column)) for column in self.primary_key)
+
+
+RESOURCES: dict[str, ResourceSpec] = {
+    spec.name: spec
+    for spec in (
+        ResourceSpec(
+            name="teams",
+            table="teams",
+            title="Teams",
+            scope="tenant",
+            aliases=("team", "tm"),
+            hotkey="1",
+            columns=(
+                Column("name", "NAME", width=24),
+                Column("description", "DESCRIPTION", width=40),
+                Column("is_default", "DEFAULT", "bool"),
+                Column("created_at", "AGE", "time"),
+            ),
+        ),
+        ResourceSpec(
+            name="hosts",
+            table="hosts",
+            title="Hosts",
+            scope="team",
+            aliases=("host", "ho", "no", "nodes"),
+            permission_type="hosts",
+            hotkey="2",
+            writable=True,
+            executable=True,
+            columns=(
+                Column("name", "NAME", width=22),
+                Column("status", "STATUS", "status"),
+                Column("ip", "ADDRESS", width=16),
+                Column("port", "PORT", "number"),
+                Column("user", "USER"),
+                Column("is_windows", "OS", "bool"),
+                Column("type", "TYPE"),
+                Column("updated_at", "AGE", "time"),
+            ),
+            related=("deployments",),
+        ),
+        ResourceSpec(
+            name="repositories",
+            table="repositories",
+            title="Repositories",
+            scope="team",
+            aliases=("repos", "repo", "rp"),
+            permission_type="repositories",
+            hotkey="3",
+            writable=True,
+            columns=(
+                Column("name", "NAME", width=26),
+                Column("owner", "OWNER"),
+                Column("provider_type", "PROVIDER"),
+                Column("default_branch", "BRANCH"),
+                Column("language", "LANGUAGE"),
+                Column("sync_status", "SYNC", "status"),
+                Column("is_private", "PRIVATE", "bool"),
+                Column("updated_at", "AGE", "time"),
+            ),
+            related=("deployments",),
+        ),
+        ResourceSpec(
+            name="deployments",
+            table="deployments",
+            title="Deployments",
+            scope="team",
+            aliases=("deploy", "dp", "deployment"),
+            permission_type="deployments",
+            hotkey="4",
+            order_by="created_at",
+            writable=True,
+            executable=True,
+            columns=(
+                Column("name", "NAME", width=28),
+                Column("status", "STATUS", "status"),
+                Column("schedule_type", "SCHEDULE"),
+                Column("cron_expression", "CRON"),
+                Column("host_ids", "HOSTS", "list"),
+                Column("started_at", "STARTED", "time"),
+                Column("completed_at", "DURATION", "duration"),
+                Column("created_at", "AGE", "time"),
+            ),
+            related=("repositories", "hosts", "deployment_cicd_mappings"),
+        ),
+        ResourceSpec(
+            name="cicd",
+            table="cicd_providers",
+            title="CI/CD providers",
+            scope="team",
+            aliases=("cicd_providers", "ci", "providers"),
+            permission_type="cicd_providers",
+            hotkey="5",
+            writable=True,
+            columns=(
+                Column("name", "NAME", width=24),
+                Column("type", "TYPE"),
+                Column("url", "URL", width=36),
+                Column("port", "PORT", "number"),
+                Column("updated_at", "AGE", "time"),
+            ),
+            related=("cicd_jobs",),
+        ),
+        ResourceSpec(
+            name="jobs",
+            table="cicd_jobs",
+            title="CI/CD jobs",
+            scope="team",
+            aliases=("cicd_jobs", "job"),
+            permission_type="cicd_jobs",
+            columns=(
+                Column("name", "NAME", width=28),
+                Column("external_id", "EXTERNAL ID"),
+                Column("description", "DESCRIPTION", width=36),
+                Column("updated_at", "AGE", "time"),
+            ),
+        ),
+        ResourceSpec(
+            name="members",
+            table="team_members",
+            title="Team members",
+            scope="team",
+            aliases=("team_members", "member"),
+            primary_key=("team_id", "profile_id"),
+            order_by="created_at",
+            label_key="profile_id",
+            columns=(
+                Column("profile_id", "MEMBER", width=30),
+                Column("role", "ROLE"),
+                Column("created_at", "AGE", "time"),
+            ),
+        ),
+        ResourceSpec(
+            name="permissions",
+            table="permission_matrix",
+            title="Permissions",
+            scope="team",
+            aliases=("permission_matrix", "perms"),
+            order_by="resource_type",
+            label_key="resource_type",
+            columns=(
+                Column("profile_id", "MEMBER", width=30),
+                Column("resource_type", "RESOURCE"),
+                Column("can_select", "SELECT", "bool"),
+                Column("can_insert", "INSERT", "bool"),
+                Column("can_update", "UPDATE", "bool"),
+                Column("can_delete", "DELETE", "bool"),
+                Column("can_execute", "EXECUTE", "bool"),
+                Column("can_update_own", "UPD OWN", "bool"),
+                Column("can_delete_own", "DEL OWN", "bool"),
+            ),
+        ),
+        ResourceSpec(
+            name="profiles",
+            table="profiles",
+            title="People",
+            scope="tenant",
+            aliases=("people", "users"),
+            order_by="email",
+            label_key="email",
+            columns=(
+                Column("email", "EMAIL", width=28),
+                Column("full_name", "NAME", width=22),
+                Column("role", "ROLE"),
+            ),
+        ),
+        ResourceSpec(
+            name="deployment_cicd_mappings",
+            table="deployment_cicd_mappings",
+            title="CI/CD mappings",
+            scope="visible",
+            aliases=("mappings",),
+            order_by="created_at",
+            label_key="build_number",
+            columns=(
+                Column("deployment_id", "DEPLOYMENT", width=30),
+                Column("cicd_job_id", "JOB", width=30),
+                Column("build_number", "BUILD"),
+                Column("build_url", "URL", width=36),
+            ),
+        ),
+        ResourceSpec(
+            name="pins",
+            table="profile_repository_pins",
+            title="Pinned repositories",
+            scope="profile",
+            primary_key=("profile_id", "repository_id"),
+            order_by="created_at",
+            label_key="repository_id",
+            columns=(Column("repository_id", "REPOSITORY"), Column("created_at", "PINNED", "time")),
+        ),
+    )
+}
+
+
+def resolve(name: str) -> ResourceSpec | None:
+    """A resource by name or alias, as typed after `:` (case-insensitive)."""
+    wanted = name.strip().lower()
+    for spec in RESOURCES.values():
+        if wanted == spec.name or wanted in spec.aliases or wanted == spec.table:
+            return spec
+    return None
+
+
+def by_table(table: str) -> ResourceSpec:
+    return next(spec for spec in RESOURCES.values() if spec.table == table)

@@ -1,0 +1,151 @@
+"""Signing in and staying signed in, for the TUI and the headless commands alike.
+
+supabase-py persists its session through a storage object; ours is a 0600
+JSON file per profile under the user data dir, rewritten on every token
+refresh (refresh tokens rotate, so a stale copy would be useless). The next
+start resumes from it without asking; `opstui logout` removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from supabase_auth._async.storage import AsyncSupportedStorage
+
+from opstui import locations
+
+if TYPE_CHECKING:
+    from supabase import AsyncClient
+
+    from opstui.config import Profile
+
+# supabase-py gives up on realtime after 5 reconnect attempts (contract §3);
+# we keep retrying and run our own watchdog on top.
+REALTIME_MAX_RETRIES = 10**6
+
+
+class SignInError(Exception):
+    """A one-line reason sign-in failed (bad password, unreachable URL, ...)."""
+
+
+def session_file(profile_name: str) -> Path:
+    return locations.data_dir() / "sessions" / f"{profile_name}.json"
+
+
+class FileSessionStorage(AsyncSupportedStorage):
+    """supabase-py session storage in one private JSON file (a dict of keys)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    def _read(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: dict[str, str]) -> None:
+        if not data:
+            self.path.unlink(missing_ok=True)
+            return
+        locations.ensure_private_dir(self.path.parent)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, self.path)
+
+    async def get_item(self, key: str) -> str | None:
+        async with self._lock:
+            return (await asyncio.to_thread(self._read)).get(key)
+
+    async def set_item(self, key: str, value: str) -> None:
+        async with self._lock:
+            data = await asyncio.to_thread(self._read)
+            data[key] = value
+            await asyncio.to_thread(self._write, data)
+
+    async def remove_item(self, key: str) -> None:
+        async with self._lock:
+            data = await asyncio.to_thread(self._read)
+            data.pop(key, None)
+            await asyncio.to_thread(self._write, data)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: a URL and anon key, and the name sessions are filed under."""
+
+    name: str
+    url: str
+    anon_key: str
+    is_embedded: bool = False
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> Target:
+        return cls(name=profile.name, url=profile.url, anon_key=profile.anon_key)
+
+
+async def create_client(target: Target, *, persist: bool = True) -> AsyncClient:
+    """A supabase AsyncClient whose session lives in the target's session file."""
+    from supabase import AsyncClientOptions, acreate_client
+
+    options = AsyncClientOptions(
+        auto_refresh_token=True,
+        persist_session=persist,
+        storage=FileSessionStorage(session_file(target.name)) if persist else None,
+        realtime={"max_retries": REALTIME_MAX_RETRIES},
+    )
+    return await acreate_client(target.url, target.anon_key, options=options)
+
+
+async def sign_in(client: AsyncClient, email: str, password: str) -> None:
+    """Password sign-in with one-line errors for every way it can fail."""
+    from supabase_auth.errors import AuthApiError, AuthRetryableError
+
+    try:
+        await client.auth.sign_in_with_password({"email": email, "password": password})
+    except AuthApiError as exc:
+        if exc.code == "invalid_credentials":
+            raise SignInError("wrong email or password") from None
+        raise SignInError(f"sign-in refused: {exc.message}") from None
+    except AuthRetryableError as exc:
+        raise SignInError(
+            f"cannot reach the server: {exc.message}; check the URL and network"
+        ) from None
+    except OSError as exc:
+        raise SignInError(f"cannot reach the server: {exc}; check the URL and network") from None
+    if await client.auth.get_session() is None:
+        raise SignInError("the server answered but gave no session; is this a Supabase URL?")
+
+
+async def resume(client: AsyncClient) -> bool:
+    """True if a stored session could be resumed (refreshing it if needed)."""
+    from supabase_auth.errors import AuthError
+
+    try:
+        return await client.auth.get_session() is not None
+    except (AuthError, OSError):
+        return False
+
+
+async def sign_out(target: Target) -> bool:
+    """End the stored session server-side (best effort) and remove the file."""
+    path = session_file(target.name)
+    if not path.exists():
+        return False
+    client = await create_client(target)
+    try:
+        if await resume(client):
+            await client.auth.sign_out()
+    except Exception:  # noqa: BLE001 - the server may be gone; the local file goes regardless
+        pass
+    path.unlink(missing_ok=True)
+    return True
