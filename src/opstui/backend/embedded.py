@@ -75,7 +75,6 @@ class EmbeddedBackend:
     async def _start(self) -> BackendInfo:
         from psycopg_pool import AsyncConnectionPool
 
-        from opstui.backend import schema
         from opstui.backend.gateway import GatewayContext, build_app
         from opstui.backend.tokens import TokenSigner, load_or_create_secret
 
