@@ -114,8 +114,7 @@ async def _password_grant(ctx: GatewayContext, body: dict[str, Any]) -> web.Resp
         raise AuthApiError(400, "validation_failed", "email and password are required")
     pool = ctx.extras["admin_pool"]
     async with pool.connection() as conn:
-        conn.row_factory = dict_row
-        cur = await conn.execute(
+        cur = await conn.cursor(row_factory=dict_row).execute(
             f"select {_USER_COLUMNS}, encrypted_password from auth.users"  # noqa: S608 - constant
             " where lower(email) = lower(%s) and deleted_at is null",
             (email,),
@@ -143,42 +142,43 @@ async def _refresh_grant(ctx: GatewayContext, body: dict[str, Any]) -> web.Respo
         raise AuthApiError(400, "validation_failed", "refresh_token is required")
     pool = ctx.extras["admin_pool"]
     async with pool.connection() as conn:
-        conn.row_factory = dict_row
         async with conn.transaction():
-            cur = await conn.execute(
+            cur = await conn.cursor(row_factory=dict_row).execute(
                 "select id, user_id, revoked, session_id from auth.refresh_tokens"
                 " where token = %s for update",
                 (presented,),
             )
             token_row = await cur.fetchone()
-            if token_row is None or token_row["session_id"] is None:
-                raise AuthApiError(
-                    400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
-                )
-            if token_row["revoked"]:
-                # Reuse of a rotated token: someone else may hold this session.
-                # Kill the whole session (and with it every token descended from it).
+            reused = token_row is not None and token_row["revoked"]
+            if reused:
+                # Reuse of a rotated token: someone else may hold this session. Kill
+                # the whole session (its tokens cascade); raise after the commit.
                 await conn.execute(
                     "delete from auth.sessions where id = %s", (token_row["session_id"],)
                 )
-                log.warning("refresh token reuse detected; session revoked")
-                raise AuthApiError(
-                    400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
+            elif token_row is not None:
+                await conn.execute(
+                    "update auth.refresh_tokens set revoked = true, updated_at = now()"
+                    " where id = %s",
+                    (token_row["id"],),
                 )
-            await conn.execute(
-                "update auth.refresh_tokens set revoked = true, updated_at = now() where id = %s",
-                (token_row["id"],),
+        if token_row is None or token_row["session_id"] is None:
+            raise AuthApiError(
+                400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
             )
-            cur = await conn.execute(
-                f"select {_USER_COLUMNS} from auth.users where id = %s::uuid and deleted_at is null",  # noqa: S608
-                (token_row["user_id"],),
+        if reused:
+            log.warning("refresh token reuse detected; session revoked")
+            raise AuthApiError(
+                400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
             )
-            user = await cur.fetchone()
-            if user is None:
-                raise AuthApiError(
-                    400, "user_not_found", "User from refresh token no longer exists"
-                )
-            _refuse_banned(user)
+        cur = await conn.cursor(row_factory=dict_row).execute(
+            f"select {_USER_COLUMNS} from auth.users where id = %s::uuid and deleted_at is null",  # noqa: S608
+            (token_row["user_id"],),
+        )
+        user = await cur.fetchone()
+    if user is None:
+        raise AuthApiError(400, "user_not_found", "User from refresh token no longer exists")
+    _refuse_banned(user)
     return await _issue_session(
         ctx, user, parent=presented, session_id=str(token_row["session_id"])
     )
@@ -252,8 +252,7 @@ async def get_user(request: web.Request) -> web.Response:
     claims = _user_claims(request)
     pool = context(request).extras["admin_pool"]
     async with pool.connection() as conn:
-        conn.row_factory = dict_row
-        cur = await conn.execute(
+        cur = await conn.cursor(row_factory=dict_row).execute(
             f"select {_USER_COLUMNS}, exists(select 1 from auth.sessions s where s.id = %s::uuid) as live"  # noqa: S608
             " from auth.users where id = %s::uuid and deleted_at is null",
             (claims.get("session_id"), claims["sub"]),

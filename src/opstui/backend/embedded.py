@@ -115,10 +115,10 @@ class EmbeddedBackend:
         )
         self._ctx = ctx
         app = build_app(ctx)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = _bind(self.port)
-        site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
+        site = web.SockSite(self._runner, sock)
         await site.start()
         port = sock.getsockname()[1]
         self.port = port
@@ -161,9 +161,11 @@ class EmbeddedBackend:
 
         assert self._runner is not None
         await self._runner.cleanup()
-        self._runner = web.AppRunner(build_app(self._ctx), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            build_app(self._ctx), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
-        site = web.SockSite(self._runner, _bind(self.port), shutdown_timeout=1.0)
+        site = web.SockSite(self._runner, _bind(self.port))
         await site.start()
 
     async def stop(self) -> None:

