@@ -257,7 +257,9 @@ class PostgresCluster:
             "text": True,
         }
         if self._run_as:
-            kwargs["user"] = self._run_as
+            # Drop root's groups too: a process still in group root gets the (often
+            # empty) group bits of root-owned parents instead of the "other" bits.
+            kwargs.update(user=self._run_as, group=self._run_as, extra_groups=[])
         # pg_ctl start keeps the server's stdout/stderr; send them to files, not our pipes,
         # or communicate() would wait for the server to exit.
         if program == "pg_ctl" and "start" in args:
@@ -280,11 +282,17 @@ def _ensure_traversable(path: Path) -> None:
 
 
 def _process_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
     return True
 
