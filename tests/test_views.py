@@ -1,0 +1,114 @@
+"""TableView: filtering, sorting and live changes agree with a brute-force recomputation."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from opstui.resources import RESOURCES
+from opstui.views import RowFilter, TableView, format_cell, human_span
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SPEC = RESOURCES["hosts"]
+
+
+def _row(i: int, rng: random.Random) -> dict:
+    return {
+        "id": f"h{i:05d}",
+        "name": rng.choice(["web", "db", "cache", "edge", None]) and f"{rng.choice(['web','db','cache'])}-{i}",
+        "status": rng.choice(["online", "offline", "pending", None]),
+        "ip": f"192.0.2.{i % 250}",
+        "port": rng.choice([22, 2222, 5985, None]),
+        "user": "ops",
+        "is_windows": rng.random() < 0.3,
+        "type": "ssh",
+        "updated_at": "2026-11-20T11:00:00Z",
+    }
+
+
+def _expected(view: TableView) -> list[str]:
+    """Brute force, written independently of the view's sort keys."""
+    keys = [k for k in view.rows if view.filter.matches(view._haystack(k))]
+
+    def value(key):
+        v = view.rows[key].get(view.sort_column) if view.sort_column else ""
+        if isinstance(v, str):
+            v = v.lower()
+        return v
+
+    pinned = [k for k in keys if k in view.pinned]
+    rest = [k for k in keys if k not in view.pinned]
+    ordered = []
+    for group in (pinned, rest):
+        # Reversed means the whole ascending order read backwards (ties included),
+        # except that pinned rows stay first and missing values stay last.
+        present = sorted(
+            (k for k in group if value(k) is not None),
+            key=lambda k: (value(k), k),
+            reverse=view.sort_reverse,
+        )
+        missing = sorted((k for k in group if value(k) is None), reverse=view.sort_reverse)
+        ordered += present + missing
+    return ordered
+
+
+def test_live_changes_keep_the_view_equal_to_a_full_recompute():
+    rng = random.Random(7)
+    view = TableView(SPEC.columns, key_of=SPEC.key_of, clock=lambda: NOW)
+    view.set_rows({f"h{i:05d}": _row(i, rng) for i in range(300)})
+    for sort_column, reverse, text in [
+        ("name", False, ""),
+        ("port", True, "web"),
+        ("status", False, "!db"),
+        (None, False, "192.*5$"),
+    ]:
+        view.set_sort(sort_column, reverse)
+        view.set_filter(text)
+        view.set_pinned({"h00003", "h00150"})
+        assert view.keys == _expected(view)
+        for step in range(200):
+            key = f"h{rng.randrange(400):05d}"
+            if rng.random() < 0.3:
+                view.remove(key)
+            else:
+                row = _row(int(key[1:]), rng)
+                view.upsert(key, row)
+            if step % 25 == 0:
+                assert view.keys == _expected(view), (sort_column, text, step)
+        assert view.keys == _expected(view)
+
+
+def test_filter_kinds():
+    assert RowFilter.parse("wb1").matches("web-1")  # fuzzy: letters in order
+    assert not RowFilter.parse("bw").matches("web-1")
+    assert RowFilter.parse("^db-\\d+$").matches("db-12")
+    assert not RowFilter.parse("^db-\\d+$").matches("xdb-12")
+    assert RowFilter.parse("!web").matches("db-1")
+    assert not RowFilter.parse("!web").matches("web-1")
+    broken = RowFilter.parse("web(")
+    assert broken.error and broken.matches("a web( b")
+
+
+def test_narrowing_filter_reuses_the_previous_result():
+    rng = random.Random(1)
+    view = TableView(SPEC.columns, key_of=SPEC.key_of, clock=lambda: NOW)
+    view.set_rows({f"h{i:05d}": _row(i, rng) for i in range(200)})
+    view.set_filter("we")
+    wide = list(view.keys)
+    view.set_filter("web")
+    assert set(view.keys) <= set(wide)
+    assert view.keys == _expected(view)
+
+
+def test_cells_format_times_durations_and_flags():
+    columns = {c.key: c for c in RESOURCES["deployments"].columns}
+    row = {
+        "started_at": "2026-11-20T11:58:30Z",
+        "completed_at": None,
+        "created_at": "2026-11-18T12:00:00Z",
+        "host_ids": ["a", "b", "c"],
+    }
+    assert format_cell(columns["completed_at"], row, NOW) == "1m30s"
+    assert format_cell(columns["created_at"], row, NOW) == "2d0h"
+    assert format_cell(columns["host_ids"], row, NOW) == "3"
+    assert human_span(59) == "59s" and human_span(3 * 3600 + 60) == "3h01m"
