@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
+from psycopg import sql
 
 from opstui.backend.change_feed import Filter, FilterError
 from opstui.backend.realtime import REALTIME, binding_id
@@ -49,11 +50,11 @@ async def db(backend_info):
         host_id = values.pop("id", None) or f"rt-{uuid.uuid4()}"
         row = {"id": host_id, "name": "rt-host", "type": "linux", "ip": "10.9.9.9", **values}
         row["team_id"] = team_id
-        cols = ", ".join(f'"{c}"' for c in row)
-        marks = ", ".join(["%s"] * len(row))
-        await conn.execute(
-            f"insert into public.hosts ({cols}) values ({marks})", list(row.values())
-        )  # noqa: S608 - test-owned column names
+        query = sql.SQL("insert into public.hosts ({}) values ({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, row)),
+            sql.SQL(", ").join(sql.Placeholder() * len(row)),
+        )
+        await conn.execute(query, list(row.values()))
         created.append(host_id)
         return host_id
 

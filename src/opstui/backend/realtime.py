@@ -97,6 +97,7 @@ class Channel:
     broadcast_ack: bool = False
     presence_key: str = ""
     expiry: asyncio.TimerHandle | None = None
+    _group_key: str | None = None
 
     @property
     def subtopic(self) -> str:
@@ -108,7 +109,15 @@ class Channel:
 
     @property
     def group_key(self) -> str:
-        return _j(sorted((k, v) for k, v in self.claims.items() if k not in _VOLATILE_CLAIMS))
+        if self._group_key is None:
+            self._group_key = _j(
+                sorted((k, v) for k, v in self.claims.items() if k not in _VOLATILE_CLAIMS)
+            )
+        return self._group_key
+
+    def set_claims(self, claims: dict[str, Any]) -> None:
+        self.claims = claims
+        self._group_key = None
 
 
 class Session:
@@ -209,7 +218,10 @@ class RealtimeServer:
                 text=_j({"message": f"unsupported vsn {vsn}; only 1.0.0"}),
                 content_type="application/json",
             )
-        ws = web.WebSocketResponse(max_msg_size=MAX_MSG_SIZE, heartbeat=30.0, autoping=True)
+        # No permessage-deflate (Phoenix's default too): it costs CPU on both ends.
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_MSG_SIZE, heartbeat=30.0, autoping=True, compress=False
+        )
         await ws.prepare(request)
         api_token = request.headers.get("apikey") or request.query.get("apikey") or ""
         session = Session(ws, api_token)
@@ -423,7 +435,7 @@ class RealtimeServer:
 
     def _update_token(self, channel: Channel, token: Any) -> None:
         try:
-            channel.claims = self._verify(token)
+            channel.set_claims(self._verify(token))
         except TokenError as exc:
             self._close_for_token(channel, self._token_message(exc))
             return
