@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A live, RLS-scoped terminal dashboard for SREs.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    parser.add_argument("--profile", metavar="NAME", help="config profile (default: the embedded demo)")
+    parser.add_argument("--team", metavar="NAME", help="team to open (default: your default team)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -50,6 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("directory", type=Path, metavar="DIR")
     migration_commands.add_parser("list", help="list the migrations shipped with opstui")
+
+    login = commands.add_parser("login", help="sign in without the TUI and keep the session")
+    login.add_argument("--profile", dest="login_profile", metavar="NAME")
+    login.add_argument("--email", metavar="E")
+    logout = commands.add_parser("logout", help="end the stored session")
+    logout.add_argument("--profile", dest="logout_profile", metavar="NAME")
+
+    from opstui.resources import RESOURCES
+
+    for spec in RESOURCES.values():
+        resource = commands.add_parser(spec.name, aliases=list(spec.aliases), help=f"{spec.title}: list")
+        resource.set_defaults(resource=spec.name)
+        actions = resource.add_subparsers(dest="resource_action", metavar="ACTION", required=True)
+        listing = actions.add_parser("list", help=f"print one line per {spec.name} row")
+        listing.add_argument("--team", dest="list_team", metavar="NAME")
+        listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch = commands.add_parser("watch", help="print live changes until interrupted")
+    watch.add_argument("watch_resource", metavar="RESOURCE")
+    watch.add_argument("--team", dest="watch_team", metavar="NAME")
+    watch.add_argument("--json", action="store_true", help="NDJSON (the only format)")
     return parser
 
 
@@ -76,13 +98,39 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_serve(args.port, ephemeral=args.ephemeral, as_json=args.json))
         if args.command == "migrations":
             return _migrations(args, parser)
-        parser.print_help()
-        return 0
+        if args.command is None:
+            return _run_tui(args.profile, args.team)
+        from opstui import headless
+
+        return asyncio.run(headless.run(args))
     except CliError as exc:
         print(f"opstui: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        from opstui.config import ConfigError
+        from opstui.session import SignInError
+        from opstui.store import StoreError
+
+        if isinstance(exc, ConfigError | SignInError | StoreError):
+            print(f"opstui: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        raise
+
+
+def _run_tui(profile: str | None, team: str | None) -> int:
+    from opstui.config import ConfigError
+    from opstui.connect import connector_for
+
+    try:
+        connector = connector_for(profile)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    from opstui.ui.app import OpsApp
+
+    OpsApp(connector, team=team).run()
+    return 0
 
 
 def _migrations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

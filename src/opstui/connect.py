@@ -1,0 +1,111 @@
+"""How the app gets a signed-in client: a configured profile, or the embedded demo.
+
+The TUI and the headless commands share these connectors; tests inject one
+that points at their own backend. No Textual here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from opstui import session
+from opstui.config import Profile, select_profile
+from opstui.session import SignInError, Target
+
+if TYPE_CHECKING:
+    from supabase import AsyncClient
+
+    from opstui.backend.embedded import EmbeddedBackend
+
+
+@dataclass
+class Connector:
+    """Resume a stored session, or sign in with a password; `close()` at exit."""
+
+    target: Target
+    persist: bool = True
+    email_hint: str | None = None
+    client: AsyncClient | None = None
+
+    @property
+    def label(self) -> str:
+        return f"profile {self.target.name} ({self.target.url})"
+
+    async def start(self) -> None:
+        """Anything to do before the first request (the embedded backend starts here)."""
+
+    async def resume(self) -> AsyncClient | None:
+        """A signed-in client from the stored session, or None if sign-in is needed."""
+        client = await self._client()
+        return client if await session.resume(client) else None
+
+    async def sign_in(self, email: str, password: str) -> AsyncClient:
+        client = await self._client()
+        await session.sign_in(client, email, password)
+        return client
+
+    async def close(self) -> None:
+        if self.client is not None:
+            try:
+                await self.client.realtime.close()
+            except Exception:  # noqa: BLE001 - closing a dead socket is fine
+                pass
+            self.client = None
+
+    async def _client(self) -> AsyncClient:
+        if self.client is None:
+            self.client = await session.create_client(self.target, persist=self.persist)
+        return self.client
+
+
+@dataclass
+class EmbeddedConnector(Connector):
+    """Starts the embedded backend in-process and signs in as the demo admin."""
+
+    backend: EmbeddedBackend | None = None
+    demo_role: str = "admin"
+    options: dict[str, Any] = field(default_factory=dict)
+    owns_backend: bool = True  # False when a test hands us a backend it will stop itself
+
+    @property
+    def label(self) -> str:
+        return "demo backend (embedded)"
+
+    async def start(self) -> None:
+        from opstui.backend.embedded import EmbeddedBackend
+
+        if self.backend is None:
+            self.backend = EmbeddedBackend(**self.options)
+        if self.backend.info is None:
+            from opstui.backend.postgres import PostgresError
+
+            try:
+                await self.backend.start()
+            except PostgresError as exc:
+                raise SignInError(str(exc)) from None
+        info = self.backend.info
+        assert info is not None
+        self.target = Target(name="embedded", url=info.url, anon_key=info.anon_key, is_embedded=True)
+
+    async def resume(self) -> AsyncClient | None:
+        assert self.backend is not None and self.backend.info is not None
+        demo = next((u for u in self.backend.info.users if u["role"] == self.demo_role), None)
+        if demo is None:
+            return None
+        # The demo session is not persisted: the demo admin is signed in afresh each start.
+        self.persist = False
+        return await self.sign_in(demo["email"], demo["password"])
+
+    async def close(self) -> None:
+        await super().close()
+        if self.backend is not None and self.owns_backend:
+            await self.backend.stop()
+
+
+def connector_for(profile_name: str | None) -> Connector:
+    """The connector for `--profile NAME` (None: config default, else the embedded demo)."""
+    profile: Profile | None = select_profile(profile_name)
+    if profile is None:
+        return EmbeddedConnector(target=Target("embedded", "", "", is_embedded=True))
+    return Connector(target=Target.from_profile(profile), email_hint=profile.email)

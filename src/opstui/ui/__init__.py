@@ -1,0 +1,1 @@
+"""The Textual UI. Only this package (and nothing in the data layer) imports Textual."""

@@ -1,0 +1,341 @@
+"""OpsApp: the k9s-style shell around the store.
+
+The connector (a profile, or the embedded demo) is injected, so tests drive
+the real app against their own backend. Workers do all I/O; results come back
+as messages; store events fan out to screens through one Signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
+
+from opstui.connect import Connector
+from opstui.resources import RESOURCES, ResourceSpec, resolve
+from opstui.session import SignInError
+from opstui.store import Store, StoreError, StoreEvent
+from opstui.ui.messages import (
+    ConnectionFailed,
+    SignInNeeded,
+    StoreEventArrived,
+    StoreOpened,
+    WriteFailed,
+)
+
+MAIN_VIEWS = ("overview", "teams", "hosts", "repositories", "deployments", "cicd")
+
+
+def _main_screen(name: str) -> Callable[[], Any]:
+    def build():
+        if name == "overview":
+            from opstui.ui.screens.overview import OverviewScreen
+
+            return OverviewScreen()
+        from opstui.ui.screens.resource import ResourceScreen
+
+        return ResourceScreen(RESOURCES[name])
+
+    return build
+
+
+class OpsApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "opstui"
+    MODES = {name: _main_screen(name) for name in MAIN_VIEWS}
+    DEFAULT_MODE = "overview"
+
+    BINDINGS = [
+        Binding("colon", "command_line", "Command", id="app.command"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("0", "view('overview')", "Overview", show=False, id="app.view.overview"),
+        Binding("1", "view('teams')", "Teams", show=False, id="app.view.teams"),
+        Binding("2", "view('hosts')", "Hosts", show=False, id="app.view.hosts"),
+        Binding("3", "view('repositories')", "Repos", show=False, id="app.view.repositories"),
+        Binding("4", "view('deployments')", "Deploys", show=False, id="app.view.deployments"),
+        Binding("5", "view('cicd')", "CI/CD", show=False, id="app.view.cicd"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        team: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        tick_seconds: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.connector = connector
+        self.initial_team = team
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.tick_seconds = tick_seconds
+        self.store: Store | None = None
+        self.store_changed: Signal[StoreEvent] = Signal(self, "store-changed")
+
+    @property
+    def backend_label(self) -> str:
+        return self.connector.label
+
+    def get_system_commands(self, screen):  # type: ignore[override]
+        from opstui.ui.commands import ops_commands
+
+        yield from super().get_system_commands(screen)
+        yield from ops_commands(self)
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.connect()
+        if self.tick_seconds:
+            self.set_interval(self.tick_seconds, self._tick)
+
+    @work(exclusive=True, group="connect", exit_on_error=False)
+    async def connect(self) -> None:
+        try:
+            await self.connector.start()
+            client = await self.connector.resume()
+        except (SignInError, StoreError) as exc:
+            self.post_message(ConnectionFailed(str(exc)))
+            return
+        except OSError as exc:
+            self.post_message(ConnectionFailed(f"cannot reach the backend: {exc}"))
+            return
+        if client is None:
+            self.post_message(SignInNeeded())
+            return
+        await self._open_store(client)
+
+    @work(exclusive=True, group="connect", exit_on_error=False)
+    async def sign_in(self, email: str, password: str) -> None:
+        try:
+            client = await self.connector.sign_in(email, password)
+        except SignInError as exc:
+            self.post_message(ConnectionFailed(str(exc)))
+            return
+        await self._open_store(client)
+
+    async def _open_store(self, client: Any) -> None:
+        store = Store(client, clock=self.clock)
+        store.listen(lambda event: self.post_message(StoreEventArrived(event)))
+        self.store = store
+        self.post_message(StoreOpened(store))
+        try:
+            await store.open(self.initial_team)
+        except StoreError as exc:
+            self.post_message(ConnectionFailed(str(exc)))
+
+    @on(StoreOpened)
+    def _store_opened(self, message: StoreOpened) -> None:
+        if isinstance(self.screen, _signin_screen_type()):
+            self.pop_screen()
+        screen = self.screen
+        if hasattr(screen, "store_ready"):
+            screen.store_ready()
+
+    @on(StoreEventArrived)
+    def _store_event(self, message: StoreEventArrived) -> None:
+        self.store_changed.publish(message.event)
+
+    @on(SignInNeeded)
+    def _sign_in_needed(self) -> None:
+        from opstui.ui.screens.signin import SignInScreen
+
+        self.push_screen(SignInScreen(self.connector.label, self.connector.email_hint))
+
+    @on(ConnectionFailed)
+    def _connection_failed(self, message: ConnectionFailed) -> None:
+        from opstui.ui.screens.signin import SignInScreen
+
+        if isinstance(self.screen, SignInScreen):
+            self.screen.show_error(message.reason)
+        else:
+            self.notify(message.reason, title="Connection", severity="error", timeout=30)
+
+    @on(WriteFailed)
+    def _write_failed(self, message: WriteFailed) -> None:
+        self.notify(message.reason, title="Refused", severity="error", timeout=10)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # One place for worker failures: a one-line notice, never a traceback.
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title="Error", severity="error")
+
+    async def on_unmount(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+        await self.connector.close()
+
+    def _tick(self) -> None:
+        # Running durations and "reconnecting (12s)" change with the clock alone.
+        screen = self.screen
+        if hasattr(screen, "tick"):
+            screen.tick()
+
+    # -- navigation -------------------------------------------------------------------------
+
+    def action_view(self, name: str) -> None:
+        self.switch_mode(name)
+
+    def action_help(self) -> None:
+        from opstui.ui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.screen))
+
+    def action_command_line(self) -> None:
+        from opstui.ui.screens.prompt import CommandPrompt
+
+        self.push_screen(CommandPrompt(), self.run_command)
+
+    def run_command(self, text: str | None) -> None:
+        """`:hosts`, `:deploy`, `:team NAME`, `:q` — as typed in the command line."""
+        if not text:
+            return
+        verb, _, argument = text.strip().lstrip(":").partition(" ")
+        verb = verb.lower()
+        if verb in ("q", "quit", "q!"):
+            self.exit()
+            return
+        if verb in ("team", "teams", "ctx") and argument:
+            self.switch_team(argument.strip())
+            return
+        if verb in ("overview", "home", "0"):
+            self.switch_mode("overview")
+            return
+        spec = resolve(verb)
+        if spec is None:
+            self.notify(f"unknown command {verb!r}; press ? for the list", severity="warning")
+            return
+        self.show_resource(spec)
+
+    def show_resource(self, spec: ResourceSpec) -> None:
+        if spec.name in MAIN_VIEWS:
+            self.switch_mode(spec.name)
+        else:
+            from opstui.ui.screens.resource import ResourceScreen
+
+            self.push_screen(ResourceScreen(spec))
+
+    def open_detail(self, spec: ResourceSpec, key: str, *, raw: bool = False) -> None:
+        from opstui.ui.screens.detail import DetailScreen
+
+        self.push_screen(DetailScreen(spec, key, raw=raw))
+
+    # -- team ------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="team", exit_on_error=False)
+    async def switch_team(self, wanted: str) -> None:
+        if self.store is None:
+            return
+        try:
+            team_id = self.store.find_team(wanted)
+            await self.store.switch_team(team_id)
+        except StoreError as exc:
+            self.post_message(WriteFailed(str(exc)))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def open_form(self, spec: ResourceSpec, row: dict[str, Any] | None) -> None:
+        from opstui.ui.screens.form import FormScreen, form_supported
+
+        if not form_supported(spec):
+            self.notify(f"{spec.title} have no form yet", severity="warning")
+            return
+        self.push_screen(FormScreen(spec, row))
+
+    def confirm_delete(self, spec: ResourceSpec, row: dict[str, Any]) -> None:
+        from opstui.ui.screens.confirm import ConfirmScreen
+
+        label = row.get(spec.label_key) or spec.key_of(row)
+        question = f"Delete {spec.title.lower().rstrip('s')} {label!r}?"
+        detail = _delete_consequences(self.store, spec, row)
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self.delete_row(spec, row)
+
+        self.push_screen(ConfirmScreen(question, detail), decided)
+
+    @work(group="writes", exit_on_error=False)
+    async def delete_row(self, spec: ResourceSpec, row: dict[str, Any]) -> None:
+        assert self.store is not None
+        try:
+            await self.store.delete(spec.table, row)
+        except StoreError as exc:
+            self.post_message(WriteFailed(str(exc)))
+        else:
+            self.notify(f"Deleted {row.get(spec.label_key)!r}; the list updates live.")
+
+    @work(group="writes", exit_on_error=False)
+    async def execute(self, spec: ResourceSpec, row: dict[str, Any]) -> None:
+        """Request a run: a deployment goes back to pending, for the runner to pick up."""
+        assert self.store is not None
+        if spec.table != "deployments":
+            self.notify("SSH sessions to hosts arrive with the SSH work", severity="warning")
+            return
+        try:
+            await self.store.update(
+                spec.table, row, {"status": "pending", "started_at": None, "completed_at": None}
+            )
+        except StoreError as exc:
+            self.post_message(WriteFailed(str(exc)))
+        else:
+            self.notify(f"Queued {row.get('name')!r} to run.")
+
+    @work(group="writes", exit_on_error=False)
+    async def toggle_pin(self, row: dict[str, Any]) -> None:
+        store = self.store
+        assert store is not None and store.identity is not None
+        pinned = any(
+            pin["repository_id"] == row["id"] for pin in store.rows("profile_repository_pins")
+        )
+        try:
+            if pinned:
+                await store.delete(
+                    "profile_repository_pins",
+                    {"profile_id": store.identity.user_id, "repository_id": row["id"]},
+                )
+            else:
+                await store.insert(
+                    "profile_repository_pins",
+                    {"profile_id": store.identity.user_id, "repository_id": row["id"]},
+                )
+        except StoreError as exc:
+            self.post_message(WriteFailed(str(exc)))
+
+
+def _delete_consequences(store: Store | None, spec: ResourceSpec, row: dict[str, Any]) -> str:
+    """Name what goes with the row, so the confirmation is informed."""
+    if store is None:
+        return ""
+    parts = []
+    if spec.table == "hosts":
+        used = [d["name"] for d in store.rows("deployments") if row["id"] in (d.get("host_ids") or [])]
+        if used:
+            parts.append(f"It is a target of {len(used)} deployment(s): {', '.join(used[:5])}.")
+    if spec.table == "repositories":
+        used = [d["name"] for d in store.rows("deployments") if d.get("repository_id") == row["id"]]
+        if used:
+            parts.append(f"{len(used)} deployment(s) use it: {', '.join(used[:5])}.")
+    if spec.table == "cicd_providers":
+        jobs = [j["name"] for j in store.rows("cicd_jobs") if j.get("provider_id") == row["id"]]
+        if jobs:
+            parts.append(f"Its {len(jobs)} job(s) go too: {', '.join(jobs[:5])}.")
+    if spec.table == "deployments":
+        maps = [m for m in store.rows("deployment_cicd_mappings") if m.get("deployment_id") == row["id"]]
+        if maps:
+            parts.append(f"Its {len(maps)} CI/CD mapping(s) go too.")
+    return " ".join(parts) or "This cannot be undone."
+
+
+def _signin_screen_type():
+    from opstui.ui.screens.signin import SignInScreen
+
+    return SignInScreen
