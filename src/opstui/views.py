@@ -313,3 +313,49 @@ class TableView:
         position = bisect_left(self._visible, entry, key=self._sort_key)
         if position < len(self._visible) and self._visible[position] == key:
             del self._visible[position]
+
+
+# -- raw view ---------------------------------------------------------------------------------
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """A small, safe YAML rendering of JSON data (keys sorted), for the raw row view."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        lines = []
+        for key in sorted(value):
+            item = value[key]
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{key}:\n{to_yaml(item, indent + 1)}")
+            else:
+                lines.append(f"{pad}{key}: {to_yaml(item, indent + 1)}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        lines = []
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                nested = to_yaml(item, indent + 1).lstrip()
+                lines.append(f"{pad}- {nested}")
+            else:
+                lines.append(f"{pad}- {to_yaml(item, indent + 1)}")
+        return "\n".join(lines)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    import json as _json
+
+    plain = text and not any(c in text for c in ":#{}[],&*!|>'\"%@`\n") and text.strip() == text
+    if plain and text.lower() not in ("null", "true", "false", "yes", "no", "~"):
+        try:
+            float(text)
+        except ValueError:
+            return text
+    return _json.dumps(text)
