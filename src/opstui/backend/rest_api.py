@@ -98,9 +98,10 @@ class SchemaCache:
         self._lock = asyncio.Lock()
 
     async def refresh(self, *, seen_at: float | None = None) -> None:
+        """Reload; `seen_at` (the caller's `loaded_at`) skips it if another task just did."""
         async with self._lock:
             if seen_at is not None and self.loaded_at > seen_at:
-                return  # somebody refreshed while we waited
+                return
             started = time.monotonic()
             async with self.ctx.pool.connection() as conn:
                 async with conn.transaction():
@@ -134,7 +135,7 @@ class SchemaCache:
         seen = self.loaded_at
         table = self.tables.get(name) if seen else None
         if table is None:
-            await self.refresh(seen_at=seen if seen else None)
+            await self.refresh(seen_at=seen)
             table = self.tables.get(name)
         if table is None:
             raise ApiError(
@@ -157,7 +158,7 @@ class SchemaCache:
         seen = self.loaded_at
         fns = self.functions.get(name) if seen else None
         if not fns:
-            await self.refresh(seen_at=seen if seen else None)
+            await self.refresh(seen_at=seen)
             fns = self.functions.get(name)
         return fns or []
 
@@ -540,9 +541,8 @@ def _result_table(cache: SchemaCache, fn: Function) -> pq.Table | None:
     if fn.out_columns and fn.return_kind == "p":
         cols = {n: pq.Column(n, t) for n, t in fn.out_columns if n}
         return pq.Table(SCHEMA, fn.name, cols)
-    if fn.return_relation:
-        rel = fn.return_relation.split(".")[-1].strip('"')
-        return cache.tables.get(rel)
+    if fn.return_relation and fn.return_relation.startswith(f"{SCHEMA}."):
+        return cache.tables.get(fn.return_relation.removeprefix(f"{SCHEMA}.").strip('"'))
     return None
 
 
