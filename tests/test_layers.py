@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "opstui"
-# Only these may import Textual (the UI layer).
-UI_PATHS = ("ui/", "app.py", "app.tcss")
+# Only these may import Textual: the UI layer, and the entry point that starts it.
+UI_PATHS = ("ui/", "cli.py", "__main__.py")
 
 
 def _data_layer_modules() -> list[Path]:

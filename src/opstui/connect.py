@@ -65,6 +65,7 @@ class EmbeddedConnector(Connector):
 
     backend: EmbeddedBackend | None = None
     demo_role: str = "admin"
+    demo_email: str | None = None  # sign in as this demo user instead of the first with demo_role
     options: dict[str, Any] = field(default_factory=dict)
     owns_backend: bool = True  # False when a test hands us a backend it will stop itself
 
@@ -90,7 +91,11 @@ class EmbeddedConnector(Connector):
 
     async def resume(self) -> AsyncClient | None:
         assert self.backend is not None and self.backend.info is not None
-        demo = next((u for u in self.backend.info.users if u["role"] == self.demo_role), None)
+        users = self.backend.info.users
+        if self.demo_email:
+            demo = next((u for u in users if u["email"] == self.demo_email), None)
+        else:
+            demo = next((u for u in users if u["role"] == self.demo_role), None)
         if demo is None:
             return None
         # The demo session is not persisted: the demo admin is signed in afresh each start.

@@ -115,7 +115,9 @@ class EmbeddedBackend:
         )
         self._ctx = ctx
         app = build_app(ctx)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         sock = _bind(self.port)
         site = web.SockSite(self._runner, sock)
@@ -155,18 +157,29 @@ class EmbeddedBackend:
             for u in demo_users
         ]
 
-    async def restart_gateway(self) -> None:
-        """Stop and start the HTTP/WebSocket gateway on the same port (tests of reconnects)."""
+    async def stop_gateway(self) -> None:
+        """Stop serving HTTP and WebSockets (Postgres keeps running): an outage, for tests."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def start_gateway(self) -> None:
+        """Serve again on the same port."""
         from opstui.backend.gateway import build_app
 
-        assert self._runner is not None
-        await self._runner.cleanup()
+        if self._runner is not None:
+            return
         self._runner = web.AppRunner(
             build_app(self._ctx), handle_signals=False, access_log=None, shutdown_timeout=1.0
         )
         await self._runner.setup()
         site = web.SockSite(self._runner, _bind(self.port))
         await site.start()
+
+    async def restart_gateway(self) -> None:
+        """Stop and start the gateway on the same port (clients must reconnect)."""
+        await self.stop_gateway()
+        await self.start_gateway()
 
     async def stop(self) -> None:
         if self._runner is not None:

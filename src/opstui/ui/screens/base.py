@@ -47,7 +47,7 @@ class OpsScreen(Screen):
     def refresh_context(self) -> None:
         store = self.store
         self.query_one(ContextBar).render_context(
-            store, self.app.backend_label, store.status if store else None
+            store, self.app.backend_label, store.status if store else None, self.app.clock()
         )
 
     def store_ready(self) -> None:

@@ -13,7 +13,13 @@ from opstui.store import ConnectionState, ConnectionStatus, Store
 class ContextBar(Static):
     """Backend, tenant, team, tier, user on the left; the connection state on the right."""
 
-    def render_context(self, store: Store | None, backend_label: str, status: ConnectionStatus | None) -> None:
+    def render_context(
+        self,
+        store: Store | None,
+        backend_label: str,
+        status: ConnectionStatus | None,
+        now: datetime | None = None,
+    ) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" opstui ", style="bold reverse")
         text.append(f" {backend_label}", style="bold")
@@ -31,11 +37,11 @@ class ContextBar(Static):
             text.append("  user ", style="dim")
             text.append(f"{identity.email} ({identity.profile.get('role', '?')})")
         text.append("   ")
-        text.append_text(connection_text(status))
+        text.append_text(connection_text(status, now or datetime.now(UTC)))
         self.update(text)
 
 
-def connection_text(status: ConnectionStatus | None) -> Text:
+def connection_text(status: ConnectionStatus | None, now: datetime) -> Text:
     if status is None:
         return Text("◌ connecting", style="yellow")
     if status.state is ConnectionState.LIVE:
@@ -44,6 +50,6 @@ def connection_text(status: ConnectionStatus | None) -> Text:
         since = status.since.astimezone(UTC).strftime("%H:%M:%S UTC")
         return Text(f"✕ offline since {since}", style="bold red")
     if status.state is ConnectionState.RECONNECTING:
-        elapsed = int((datetime.now(UTC) - status.since).total_seconds())
+        elapsed = max(0, int((now - status.since).total_seconds()))
         return Text(f"◌ reconnecting ({elapsed}s)", style="bold yellow")
     return Text("◌ connecting", style="yellow")
