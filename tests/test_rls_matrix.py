@@ -15,7 +15,15 @@ from psycopg.rows import dict_row
 from tests.conftest import demo_user
 
 GLOBAL_TABLES = {"subscription_tiers", "resource_limits", "role_templates"}
-TEAM_TABLES = {"team_members", "permission_matrix", "hosts", "repositories", "cicd_providers", "cicd_jobs", "deployments"}
+TEAM_TABLES = {
+    "team_members",
+    "permission_matrix",
+    "hosts",
+    "repositories",
+    "cicd_providers",
+    "cicd_jobs",
+    "deployments",
+}
 
 
 def _rows(db_url: str, sql: str, params: tuple = ()) -> list[dict]:
@@ -52,17 +60,24 @@ def expected_visible(db_url: str, user_id: str | None) -> dict[str, set[str]]:
     tenant = me["tenant_id"]
     my_teams = {str(m["team_id"]) for m in data["team_members"] if str(m["profile_id"]) == user_id}
     deployment_team = {str(d["id"]): str(d["team_id"]) for d in data["deployments"]}
-    repo_providers = {str(r["provider_id"]) for r in data["repositories"] if str(r["team_id"]) in my_teams}
+    repo_providers = {
+        str(r["provider_id"]) for r in data["repositories"] if str(r["team_id"]) in my_teams
+    }
     visible_repos = {str(r["id"]) for r in data["repositories"] if str(r["team_id"]) in my_teams}
 
     rules = {
         "tenants": lambda r: r["id"] == tenant,
         "profiles": lambda r: r["tenant_id"] == tenant,
         "teams": lambda r: r["tenant_id"] == tenant,
-        "deployment_cicd_mappings": lambda r: deployment_team.get(str(r["deployment_id"])) in my_teams,
-        "profile_repository_pins": lambda r: str(r["profile_id"]) == user_id
-        and str(r["repository_id"]) in visible_repos,
-        "git_providers": lambda r: str(r["profile_id"]) == user_id or str(r["id"]) in repo_providers,
+        "deployment_cicd_mappings": lambda r: (
+            deployment_team.get(str(r["deployment_id"])) in my_teams
+        ),
+        "profile_repository_pins": lambda r: (
+            str(r["profile_id"]) == user_id and str(r["repository_id"]) in visible_repos
+        ),
+        "git_providers": lambda r: (
+            str(r["profile_id"]) == user_id or str(r["id"]) in repo_providers
+        ),
     }
     for table in TEAM_TABLES:
         rules[table] = lambda r: str(r["team_id"]) in my_teams
@@ -121,28 +136,45 @@ async def test_cross_tenant_and_cross_team_inserts_are_refused(backend_info, sig
     developer = await sign_in(demo_user(backend_info, "developer")["email"])
     name = f"planted-{uuid.uuid4().hex[:8]}"
     with pytest.raises(APIError) as refused:
-        await developer.table("hosts").insert(
-            {"name": name, "type": "ssh", "ip": "192.0.2.200", "team_id": _team(db, "Core")},
-            returning=returning,
-        ).execute()
+        await (
+            developer.table("hosts")
+            .insert(
+                {"name": name, "type": "ssh", "ip": "192.0.2.200", "team_id": _team(db, "Core")},
+                returning=returning,
+            )
+            .execute()
+        )
     assert refused.value.code == "42501"
     assert not _rows(db, "select 1 from hosts where name = %s", (name,)), "nothing was planted"
 
     # A viewer in Platform cannot insert into their own team either (no can_insert).
     reader = await sign_in(demo_user(backend_info, "viewer")["email"])
     with pytest.raises(APIError):
-        await reader.table("hosts").insert(
-            {"name": name, "type": "ssh", "ip": "192.0.2.201", "team_id": _team(db, "Platform")},
-            returning=returning,
-        ).execute()
+        await (
+            reader.table("hosts")
+            .insert(
+                {
+                    "name": name,
+                    "type": "ssh",
+                    "ip": "192.0.2.201",
+                    "team_id": _team(db, "Platform"),
+                },
+                returning=returning,
+            )
+            .execute()
+        )
     assert not _rows(db, "select 1 from hosts where name = %s", (name,))
 
 
 async def test_cross_tenant_updates_and_deletes_affect_nothing(backend_info, sign_in):
     db = backend_info.db_url
-    foreign = _rows(db, "select id, name from hosts where team_id = %s limit 1", (_team(db, "Core"),))[0]
+    foreign = _rows(
+        db, "select id, name from hosts where team_id = %s limit 1", (_team(db, "Core"),)
+    )[0]
     admin = await sign_in("admin@acme.test")
-    updated = await admin.table("hosts").update({"name": "hijacked"}).eq("id", foreign["id"]).execute()
+    updated = (
+        await admin.table("hosts").update({"name": "hijacked"}).eq("id", foreign["id"]).execute()
+    )
     assert updated.data == []
     deleted = await admin.table("hosts").delete().eq("id", foreign["id"]).execute()
     assert deleted.data == []
@@ -155,18 +187,39 @@ async def test_update_own_and_delete_own_through_the_client(backend_info, sign_i
     contrib = await sign_in("contrib@acme.test")
     me = (await contrib.auth.get_session()).user.id
     platform = _team(db, "Platform")
-    created = await contrib.table("hosts").insert(
-        {"name": f"mine-{uuid.uuid4().hex[:6]}", "type": "ssh", "ip": "192.0.2.210", "team_id": platform}
-    ).execute()
+    created = (
+        await contrib.table("hosts")
+        .insert(
+            {
+                "name": f"mine-{uuid.uuid4().hex[:6]}",
+                "type": "ssh",
+                "ip": "192.0.2.210",
+                "team_id": platform,
+            }
+        )
+        .execute()
+    )
     mine = created.data[0]
     assert mine["creator_id"] == me
     try:
         others = _rows(
-            db, "select id, name from hosts where team_id = %s and creator_id <> %s limit 1", (platform, me)
+            db,
+            "select id, name from hosts where team_id = %s and creator_id <> %s limit 1",
+            (platform, me),
         )[0]
-        renamed = await contrib.table("hosts").update({"description": "edited"}).eq("id", mine["id"]).execute()
+        renamed = (
+            await contrib.table("hosts")
+            .update({"description": "edited"})
+            .eq("id", mine["id"])
+            .execute()
+        )
         assert renamed.data and renamed.data[0]["description"] == "edited"
-        refused = await contrib.table("hosts").update({"description": "x"}).eq("id", others["id"]).execute()
+        refused = (
+            await contrib.table("hosts")
+            .update({"description": "x"})
+            .eq("id", others["id"])
+            .execute()
+        )
         assert refused.data == []
         not_deleted = await contrib.table("hosts").delete().eq("id", others["id"]).execute()
         assert not_deleted.data == []
@@ -196,16 +249,27 @@ async def test_resource_limit_through_the_client(backend_info, sign_in):
     prefix = f"limit-{uuid.uuid4().hex[:6]}"
     try:
         for i in range(limit - used):
-            await ops.table("hosts").insert(
-                {"name": f"{prefix}-{i}", "type": "ssh", "ip": "192.0.2.220", "team_id": core},
-                returning="minimal",
-            ).execute()
+            await (
+                ops.table("hosts")
+                .insert(
+                    {"name": f"{prefix}-{i}", "type": "ssh", "ip": "192.0.2.220", "team_id": core},
+                    returning="minimal",
+                )
+                .execute()
+            )
         with pytest.raises(APIError) as over:
-            await ops.table("hosts").insert(
-                {"name": f"{prefix}-over", "type": "ssh", "ip": "192.0.2.221", "team_id": core},
-                returning="minimal",
-            ).execute()
+            await (
+                ops.table("hosts")
+                .insert(
+                    {"name": f"{prefix}-over", "type": "ssh", "ip": "192.0.2.221", "team_id": core},
+                    returning="minimal",
+                )
+                .execute()
+            )
         assert over.value.code == "P0001"
-        assert "resource limit reached" in over.value.message and f"{limit} hosts" in over.value.message
+        assert (
+            "resource limit reached" in over.value.message
+            and f"{limit} hosts" in over.value.message
+        )
     finally:
         _rows(db, "delete from hosts where name like %s", (f"{prefix}-%",))

@@ -32,7 +32,11 @@ def _table(app) -> ResourceTable:
 
 
 def _footer_actions(app) -> set[str]:
-    return {binding.action for (_, binding, enabled, _) in app.screen.active_bindings.values() if enabled}
+    return {
+        binding.action
+        for (_, binding, enabled, _) in app.screen.active_bindings.values()
+        if enabled
+    }
 
 
 async def test_start_shows_the_overview_with_the_demo_context(backend):
@@ -59,9 +63,17 @@ async def test_number_keys_and_command_line_switch_views(backend, backend_info):
         expected = _db(backend_info, "select count(*) from hosts where team_id = %s", (team,))[0][0]
         await wait_for(pilot, lambda: len(_table(app).view) == expected, what="all hosts")
 
-        for key, name in (("3", "repositories"), ("4", "deployments"), ("5", "cicd"), ("1", "teams")):
+        for key, name in (
+            ("3", "repositories"),
+            ("4", "deployments"),
+            ("5", "cicd"),
+            ("1", "teams"),
+        ):
             await pilot.press(key)
-            await wait_for(pilot, lambda n=name: getattr(app.screen, "spec", None) and app.screen.spec.name == n)
+            await wait_for(
+                pilot,
+                lambda n=name: getattr(app.screen, "spec", None) and app.screen.spec.name == n,
+            )
         await pilot.press("0")
         await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen))
 
@@ -69,11 +81,18 @@ async def test_number_keys_and_command_line_switch_views(backend, backend_info):
         await pilot.press("colon")
         await wait_for(pilot, lambda: isinstance(app.screen, CommandPrompt))
         await pilot.press(*"deploy", "enter")
-        await wait_for(pilot, lambda: getattr(app.screen, "spec", None) and app.screen.spec.name == "deployments")
+        await wait_for(
+            pilot,
+            lambda: getattr(app.screen, "spec", None) and app.screen.spec.name == "deployments",
+        )
         await pilot.press("colon", *"jobs", "enter")
-        await wait_for(pilot, lambda: getattr(app.screen, "spec", None) and app.screen.spec.name == "jobs")
+        await wait_for(
+            pilot, lambda: getattr(app.screen, "spec", None) and app.screen.spec.name == "jobs"
+        )
         await pilot.press("colon", *"nonsense", "enter")
-        await wait_for(pilot, lambda: any("unknown command" in n.message for n in app._notifications))
+        await wait_for(
+            pilot, lambda: any("unknown command" in n.message for n in app._notifications)
+        )
 
 
 async def test_filter_sort_detail_raw_and_back(backend, backend_info):
@@ -81,7 +100,9 @@ async def test_filter_sort_detail_raw_and_back(backend, backend_info):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("2")
-        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen) and len(_table(app).view) > 3)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ResourceScreen) and len(_table(app).view) > 3
+        )
         table = _table(app)
         total = len(table.view)
 
@@ -100,10 +121,22 @@ async def test_filter_sort_detail_raw_and_back(backend, backend_info):
         await pilot.press("escape")
 
         before = table.view.sort_column
-        await pilot.press("s")
+        await pilot.press("o")
         assert table.view.sort_column != before
-        await pilot.press("S")
+        column = table.view.sort_column
+        values = [table.view.rows[table.view.key_at(i)].get(column) for i in range(len(table.view))]
+        present = [v for v in values if v is not None]
+        assert present == sorted(present, key=lambda v: str(v).lower() if isinstance(v, str) else v)
+        await pilot.press("O")
         assert table.view.sort_reverse is True
+        assert table.view.key_at(0) != table.view.key_at(len(table.view) - 1)
+
+        await pilot.press("home", "space", "space")
+        assert len(table.marked) == 2
+        await pilot.press("ctrl+a")
+        assert table.marked == set(table.view.rows)
+        await pilot.press("ctrl+a")
+        assert table.marked == set()
 
         await pilot.press("home", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen))
@@ -127,7 +160,7 @@ async def test_help_lists_the_keys_of_the_current_screen(backend):
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = text_of(app.screen.query_one("#help-body Static"))
-        for description in ("Filter", "Sort", "Detail", "Command", "YAML"):
+        for description in ("Filter", "Order by", "Detail", "Command", "YAML", "Mark all shown"):
             assert description in text
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
@@ -155,18 +188,33 @@ async def test_team_switch_swaps_rows_and_subscriptions(backend, backend_info):
         await pilot.press("colon", *"team Payments", "enter")
         await wait_for(pilot, lambda: app.store.team_id == payments)
         await ready(pilot)
-        expected = {r[0] for r in _db(backend_info, "select name from hosts where team_id = %s", (payments,))}
-        await wait_for(pilot, lambda: {r["name"] for r in _table(app).view.rows.values()} == expected)
+        expected = {
+            r[0]
+            for r in _db(backend_info, "select name from hosts where team_id = %s", (payments,))
+        }
+        await wait_for(
+            pilot, lambda: {r["name"] for r in _table(app).view.rows.values()} == expected
+        )
         assert "(Payments)" in _table(app).border_title
 
         # Only the new team's changes arrive now.
         platform = _team_id(backend_info, "Platform")
         name = f"old-team-{uuid.uuid4().hex[:6]}"
         mine = f"new-team-{uuid.uuid4().hex[:6]}"
-        _db(backend_info, "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.99', %s)", (name, platform))
-        _db(backend_info, "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.98', %s)", (mine, payments))
+        _db(
+            backend_info,
+            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.99', %s)",
+            (name, platform),
+        )
+        _db(
+            backend_info,
+            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.98', %s)",
+            (mine, payments),
+        )
         try:
-            await wait_for(pilot, lambda: mine in {r["name"] for r in _table(app).view.rows.values()})
+            await wait_for(
+                pilot, lambda: mine in {r["name"] for r in _table(app).view.rows.values()}
+            )
             assert name not in {r["name"] for r in _table(app).view.rows.values()}
         finally:
             _db(backend_info, "delete from hosts where name in (%s, %s)", (name, mine))
@@ -187,9 +235,17 @@ async def test_a_row_written_elsewhere_appears_changes_and_goes(backend, backend
             (name, team),
         )[0]
         try:
-            await wait_for(pilot, lambda: name in {r["name"] for r in table.view.rows.values()}, what="insert shown")
+            await wait_for(
+                pilot,
+                lambda: name in {r["name"] for r in table.view.rows.values()},
+                what="insert shown",
+            )
             _db(backend_info, "update hosts set status = 'online' where id = %s", (host_id,))
-            await wait_for(pilot, lambda: table.view.rows.get(host_id, {}).get("status") == "online", what="update shown")
+            await wait_for(
+                pilot,
+                lambda: table.view.rows.get(host_id, {}).get("status") == "online",
+                what="update shown",
+            )
         finally:
             _db(backend_info, "delete from hosts where id = %s", (host_id,))
         await wait_for(pilot, lambda: host_id not in table.view.rows, what="delete shown")
@@ -204,7 +260,9 @@ async def test_actions_follow_the_users_permissions(backend, email, can_create):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("2")
-        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen) and len(_table(app).view) > 0)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ResourceScreen) and len(_table(app).view) > 0
+        )
         await pilot.pause()
         actions = _footer_actions(app)
         assert ("create" in actions) is can_create
@@ -270,7 +328,14 @@ async def test_recovers_after_the_backend_restarts_and_resyncs(backend, backend_
             await backend.start_gateway()
         try:
             # ...so it must arrive through the resync after the rejoin.
-            await wait_for(pilot, lambda: app.store.status.state is ConnectionState.LIVE, timeout=30, what="live again")
-            await wait_for(pilot, lambda: name in {r["name"] for r in table.view.rows.values()}, timeout=30)
+            await wait_for(
+                pilot,
+                lambda: app.store.status.state is ConnectionState.LIVE,
+                timeout=30,
+                what="live again",
+            )
+            await wait_for(
+                pilot, lambda: name in {r["name"] for r in table.view.rows.values()}, timeout=30
+            )
         finally:
             _db(backend_info, "delete from hosts where name = %s", (name,))

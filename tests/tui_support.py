@@ -25,7 +25,9 @@ def make_app(backend, email: str = "admin@acme.test", *, team: str | None = None
     return OpsApp(connector, team=team, clock=lambda: DEMO_NOW, tick_seconds=0)
 
 
-async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+async def wait_for(
+    pilot, predicate: Callable[[], bool], timeout: float = 15.0, what: str = ""
+) -> None:
     """Wait on a condition, pumping the app's message queue (never a blind sleep)."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A live, RLS-scoped terminal dashboard for SREs.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
-    parser.add_argument("--profile", metavar="NAME", help="config profile (default: the embedded demo)")
+    parser.add_argument(
+        "--profile", metavar="NAME", help="config profile (default: the embedded demo)"
+    )
     parser.add_argument("--team", metavar="NAME", help="team to open (default: your default team)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -62,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from opstui.resources import RESOURCES
 
     for spec in RESOURCES.values():
-        resource = commands.add_parser(spec.name, aliases=list(spec.aliases), help=f"{spec.title}: list")
+        resource = commands.add_parser(
+            spec.name, aliases=list(spec.aliases), help=f"{spec.title}: list"
+        )
         resource.set_defaults(resource=spec.name)
         actions = resource.add_subparsers(dest="resource_action", metavar="ACTION", required=True)
         listing = actions.add_parser("list", help=f"print one line per {spec.name} row")

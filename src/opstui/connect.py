@@ -87,7 +87,9 @@ class EmbeddedConnector(Connector):
                 raise SignInError(str(exc)) from None
         info = self.backend.info
         assert info is not None
-        self.target = Target(name="embedded", url=info.url, anon_key=info.anon_key, is_embedded=True)
+        self.target = Target(
+            name="embedded", url=info.url, anon_key=info.anon_key, is_embedded=True
+        )
 
     async def resume(self) -> AsyncClient | None:
         assert self.backend is not None and self.backend.info is not None

@@ -107,7 +107,9 @@ def _line(spec: ResourceSpec, row: dict[str, Any], store: Store) -> str:
     return "\t".join(format_cell(column, row, now) or "-" for column in spec.columns)
 
 
-async def list_rows(spec: ResourceSpec, profile: str | None, team: str | None, *, as_json: bool) -> int:
+async def list_rows(
+    spec: ResourceSpec, profile: str | None, team: str | None, *, as_json: bool
+) -> int:
     connector, store = await _open(profile, team)
     try:
         rows = sorted(store.rows(spec.table), key=lambda r: str(r.get(spec.order_by) or ""))

@@ -317,7 +317,9 @@ def _delete_consequences(store: Store | None, spec: ResourceSpec, row: dict[str,
         return ""
     parts = []
     if spec.table == "hosts":
-        used = [d["name"] for d in store.rows("deployments") if row["id"] in (d.get("host_ids") or [])]
+        used = [
+            d["name"] for d in store.rows("deployments") if row["id"] in (d.get("host_ids") or [])
+        ]
         if used:
             parts.append(f"It is a target of {len(used)} deployment(s): {', '.join(used[:5])}.")
     if spec.table == "repositories":
@@ -329,7 +331,9 @@ def _delete_consequences(store: Store | None, spec: ResourceSpec, row: dict[str,
         if jobs:
             parts.append(f"Its {len(jobs)} job(s) go too: {', '.join(jobs[:5])}.")
     if spec.table == "deployments":
-        maps = [m for m in store.rows("deployment_cicd_mappings") if m.get("deployment_id") == row["id"]]
+        maps = [
+            m for m in store.rows("deployment_cicd_mappings") if m.get("deployment_id") == row["id"]
+        ]
         if maps:
             parts.append(f"Its {len(maps)} CI/CD mapping(s) go too.")
     return " ".join(parts) or "This cannot be undone."

@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 
 def ops_commands(app: OpsApp) -> Iterator[SystemCommand]:
-    yield SystemCommand("Overview", "Counts, running and failed deployments, tier usage", lambda: app.run_command("overview"))
+    yield SystemCommand(
+        "Overview",
+        "Counts, running and failed deployments, tier usage",
+        lambda: app.run_command("overview"),
+    )
     for spec in RESOURCES.values():
         aliases = ", ".join(spec.aliases)
         yield SystemCommand(

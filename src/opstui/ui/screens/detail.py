@@ -20,7 +20,9 @@ from opstui.ui.screens.base import OpsScreen
 from opstui.views import to_yaml
 
 
-def related_rows(store: Store, spec: ResourceSpec, row: dict[str, Any]) -> list[tuple[str, list[dict], tuple[str, ...]]]:
+def related_rows(
+    store: Store, spec: ResourceSpec, row: dict[str, Any]
+) -> list[tuple[str, list[dict], tuple[str, ...]]]:
     """(title, rows, columns) sections for a row's relations, from the live store."""
     sections: list[tuple[str, list[dict], tuple[str, ...]]] = []
     if spec.table == "deployments":
@@ -36,15 +38,27 @@ def related_rows(store: Store, spec: ResourceSpec, row: dict[str, Any]) -> list[
                 job = jobs.get(mapping.get("cicd_job_id"), {})
                 maps.append({**mapping, "job": job.get("name", mapping.get("cicd_job_id"))})
         sections.append(("CI/CD mappings", maps, ("job", "build_number", "build_url")))
-        provider = [p for p in store.rows("cicd_providers") if p["id"] == row.get("cicd_provider_id")]
+        provider = [
+            p for p in store.rows("cicd_providers") if p["id"] == row.get("cicd_provider_id")
+        ]
         if provider:
             sections.append(("CI/CD provider", provider, ("name", "type", "url")))
     elif spec.table == "hosts":
-        deployments = [d for d in store.rows("deployments") if row["id"] in (d.get("host_ids") or [])]
-        sections.append(("Deployments targeting this host", deployments, ("name", "status", "schedule_type", "started_at")))
+        deployments = [
+            d for d in store.rows("deployments") if row["id"] in (d.get("host_ids") or [])
+        ]
+        sections.append(
+            (
+                "Deployments targeting this host",
+                deployments,
+                ("name", "status", "schedule_type", "started_at"),
+            )
+        )
     elif spec.table == "repositories":
         deployments = [d for d in store.rows("deployments") if d.get("repository_id") == row["id"]]
-        sections.append(("Deployments of this repository", deployments, ("name", "status", "started_at")))
+        sections.append(
+            ("Deployments of this repository", deployments, ("name", "status", "started_at"))
+        )
     elif spec.table == "cicd_providers":
         jobs = [j for j in store.rows("cicd_jobs") if j.get("provider_id") == row["id"]]
         sections.append(("Jobs", jobs, ("name", "external_id", "description")))
@@ -64,7 +78,17 @@ def related_rows(store: Store, spec: ResourceSpec, row: dict[str, Any]) -> list[
                 (
                     "Permissions",
                     sorted(perms, key=lambda p: (p["email"], p["resource_type"])),
-                    ("email", "resource_type", "can_select", "can_insert", "can_update", "can_delete", "can_execute", "can_update_own", "can_delete_own"),
+                    (
+                        "email",
+                        "resource_type",
+                        "can_select",
+                        "can_insert",
+                        "can_update",
+                        "can_delete",
+                        "can_execute",
+                        "can_update_own",
+                        "can_delete_own",
+                    ),
                 )
             )
         else:
@@ -114,7 +138,9 @@ class DetailScreen(OpsScreen):
         row = store.row(self.spec.table, self.key) if store else None
         if row is None:
             scroll.border_title = f"{self.spec.name}/{self.key}"
-            body.update(Text("This row is gone (deleted, or no longer visible to you).", style="bold red"))
+            body.update(
+                Text("This row is gone (deleted, or no longer visible to you).", style="bold red")
+            )
             return
         label = row.get(self.spec.label_key) or self.key
         scroll.border_title = f"{self.spec.name}/{label}"

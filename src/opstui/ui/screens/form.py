@@ -114,14 +114,29 @@ class FormScreen(Screen):
             options = [(str(r.get(label)), r["id"]) for r in store.rows(table)]
             if name == "host_ids":
                 chosen = set(value or [])
-                return SelectionList(*[(text, key, key in chosen) for text, key in options], id=widget_id)
-            return Select(options, value=value if value in {k for _, k in options} else Select.BLANK, id=widget_id, allow_blank=True)
+                return SelectionList(
+                    *[(text, key, key in chosen) for text, key in options], id=widget_id
+                )
+            return Select(
+                options,
+                value=value if value in {k for _, k in options} else Select.BLANK,
+                id=widget_id,
+                allow_blank=True,
+            )
         if _is_bool(annotation):
             return Checkbox(value=bool(value), id=widget_id)
         choices = _choices(annotation)
         if choices:
-            current = str(value.value if isinstance(value, Enum) else value) if value is not None else Select.BLANK
-            return Select([(c, c) for c in choices], value=current if current in choices else Select.BLANK, id=widget_id)
+            current = (
+                str(value.value if isinstance(value, Enum) else value)
+                if value is not None
+                else Select.BLANK
+            )
+            return Select(
+                [(c, c) for c in choices],
+                value=current if current in choices else Select.BLANK,
+                id=widget_id,
+            )
         if name in MULTILINE:
             return TextArea(self._multiline_text(name, value), id=widget_id, classes="multiline")
         if name in SECRET_FIELDS:
@@ -135,7 +150,9 @@ class FormScreen(Screen):
         if value is None:
             return ""
         if name == "environment_vars":
-            return "\n".join(f"{v.get('key')}={v.get('value', '')}" for v in value if isinstance(v, dict))
+            return "\n".join(
+                f"{v.get('key')}={v.get('value', '')}" for v in value if isinstance(v, dict)
+            )
         if name == "config":
             shown = {k: v for k, v in (value or {}).items() if k != "secret_keys"}
             return json.dumps(shown, indent=2)
@@ -187,7 +204,9 @@ class FormScreen(Screen):
             label.update("")
         self.query_one("#form-error", Label).update("")
         values = self._raw_values()
-        problems = {name: value.reason for name, value in values.items() if isinstance(value, _Invalid)}
+        problems = {
+            name: value.reason for name, value in values.items() if isinstance(value, _Invalid)
+        }
         if not problems:
             try:
                 return self.model.model_validate(values)

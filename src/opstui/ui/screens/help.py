@@ -24,7 +24,9 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        table = Table(title=f"Keys: {type(self.under).__name__.removesuffix('Screen')}", expand=True)
+        table = Table(
+            title=f"Keys: {type(self.under).__name__.removesuffix('Screen')}", expand=True
+        )
         table.add_column("Key", style="bold cyan", no_wrap=True)
         table.add_column("Action")
         table.add_column("Where", style="dim")

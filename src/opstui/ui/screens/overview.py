@@ -136,10 +136,18 @@ class OverviewScreen(OpsScreen):
         if identity is None:
             return grid
         team = next((t for t in identity.teams if t["id"] == store.team_id), {})
-        grid.add_row("team", Text(team.get("name", "—"), style="bold"), (team.get("description") or ""))
-        grid.add_row("tenant", (identity.tenant or {}).get("name", "—"), (identity.tenant or {}).get("domain") or "")
+        grid.add_row(
+            "team", Text(team.get("name", "—"), style="bold"), (team.get("description") or "")
+        )
+        grid.add_row(
+            "tenant",
+            (identity.tenant or {}).get("name", "—"),
+            (identity.tenant or {}).get("domain") or "",
+        )
         tier = identity.tier or {}
-        grid.add_row("tier", Text(tier.get("name", "none"), style="bold"), tier.get("description") or "")
+        grid.add_row(
+            "tier", Text(tier.get("name", "none"), style="bold"), tier.get("description") or ""
+        )
         usage = self._usage.get("resources", {}) if isinstance(self._usage, dict) else {}
         if self._usage.get("error"):
             grid.add_row("usage", Text(self._usage["error"], style="dim"), "")

@@ -20,7 +20,10 @@ class CommandPrompt(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
     def compose(self) -> ComposeResult:
-        yield Label("resources: hosts repos deploy cicd jobs teams members perms · team NAME · q", id="prompt-hint")
+        yield Label(
+            "resources: hosts repos deploy cicd jobs teams members perms · team NAME · q",
+            id="prompt-hint",
+        )
         yield Input(
             placeholder=":",
             id="command",

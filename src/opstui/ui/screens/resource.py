@@ -33,8 +33,10 @@ class ResourceScreen(OpsScreen):
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="list.filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="list.clear_filter"),
-        Binding("s", "sort_next", "Sort", id="list.sort"),
-        Binding("S", "sort_reverse", "Reverse", show=False, id="list.reverse"),
+        Binding("o", "sort_next", "Order by", id="list.sort"),
+        Binding("O", "sort_reverse", "Reverse order", show=False, id="list.reverse"),
+        Binding("space", "toggle_mark", "Mark", show=False, id="list.mark"),
+        Binding("ctrl+a", "mark_all", "Mark all shown", show=False, id="list.mark_all"),
         Binding("y", "raw", "YAML", id="list.raw"),
         Binding("c", "create", "Create", id="row.create"),
         Binding("e", "edit", "Edit", id="row.edit"),
@@ -152,6 +154,12 @@ class ResourceScreen(OpsScreen):
         elif len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 
+    def action_toggle_mark(self) -> None:
+        self.table.toggle_mark()
+
+    def action_mark_all(self) -> None:
+        self.table.mark_all_shown()
+
     def action_sort_next(self) -> None:
         self.table.cycle_sort()
 
@@ -202,7 +210,9 @@ class ResourceScreen(OpsScreen):
     def action_denied(self, action: str) -> None:
         decision = self._decision(action)
         if not decision.allowed:
-            self.notify(f"Not allowed: {decision.reason}.", title=f"{action.title()}", severity="warning")
+            self.notify(
+                f"Not allowed: {decision.reason}.", title=f"{action.title()}", severity="warning"
+            )
 
     def action_create(self) -> None:
         self.app.open_form(self.spec, None)

@@ -63,6 +63,7 @@ class ResourceTable(ScrollView, can_focus=True):
         "resource-table--wait",
         "resource-table--gone",
         "resource-table--pinned",
+        "resource-table--marked",
     }
 
     BINDINGS = [
@@ -93,6 +94,14 @@ class ResourceTable(ScrollView, can_focus=True):
             self.table = table
             self.key = key
 
+    class MarksChanged(Message):
+        """The set of marked rows changed."""
+
+        def __init__(self, table: ResourceTable, keys: frozenset[str]) -> None:
+            super().__init__()
+            self.table = table
+            self.keys = keys
+
     class SortChanged(Message):
         def __init__(self, table: ResourceTable, column: str | None, reverse: bool) -> None:
             super().__init__()
@@ -114,6 +123,7 @@ class ResourceTable(ScrollView, can_focus=True):
         self.view = TableView(spec.columns, key_of=spec.key_of, clock=clock)
         self._widths = [max(len(c.label), c.width or 0, 4) for c in spec.columns]
         self._highlighted: str | None = None
+        self.marked: set[str] = set()  # multi-selection (space, ctrl+a), kept across filters
         if spec.order_by in {c.key for c in spec.columns} or spec.order_by:
             self.view.sort_column = spec.order_by
             self.view.sort_reverse = spec.order_by in ("created_at", "updated_at")
@@ -131,6 +141,7 @@ class ResourceTable(ScrollView, can_focus=True):
         keep = self.current_key
         if row is None:
             self.view.remove(key)
+            self.marked.discard(key)
         else:
             self.view.upsert(key, row)
             self._grow_widths(row)
@@ -151,6 +162,29 @@ class ResourceTable(ScrollView, can_focus=True):
         keep = self.current_key
         self.view.set_pinned(keys)
         self._after_change(keep)
+
+    def toggle_mark(self) -> None:
+        key = self.current_key
+        if key is None:
+            return
+        self.marked.symmetric_difference_update({key})
+        self.refresh()
+        self.post_message(self.MarksChanged(self, frozenset(self.marked)))
+        self.action_cursor(1)
+
+    def mark_all_shown(self) -> None:
+        """Mark every row the filter shows; if all are already marked, clear the marks."""
+        shown = {self.view.key_at(i) for i in range(len(self.view))}
+        if shown and shown <= self.marked:
+            self.marked -= shown
+        else:
+            self.marked |= shown
+        self.refresh()
+        self.post_message(self.MarksChanged(self, frozenset(self.marked)))
+
+    @property
+    def marked_rows(self) -> list[dict[str, Any]]:
+        return [self.view.rows[key] for key in self.marked if key in self.view.rows]
 
     def cycle_sort(self, step: int = 1) -> None:
         keys = [c.key for c in self.spec.columns]
@@ -206,7 +240,9 @@ class ResourceTable(ScrollView, can_focus=True):
         now = self.view.clock()
         for i, column in enumerate(self.spec.columns):
             if column.width is None:
-                self._widths[i] = max(self._widths[i], min(40, cell_len(format_cell(column, row, now))))
+                self._widths[i] = max(
+                    self._widths[i], min(40, cell_len(format_cell(column, row, now)))
+                )
 
     def _total_width(self) -> int:
         return sum(self._widths) + GAP * len(self._widths) + 1
@@ -242,9 +278,12 @@ class ResourceTable(ScrollView, can_focus=True):
         base = self.rich_style
         if key in self.view.pinned:
             base = base + self.get_component_rich_style("resource-table--pinned")
+        marked = key in self.marked
+        if marked:
+            base = base + self.get_component_rich_style("resource-table--marked")
         cursor = index == self.cursor
         cursor_style = self.get_component_rich_style("resource-table--cursor") if cursor else None
-        segments = [Segment(" ", cursor_style or base)]
+        segments = [Segment("●" if marked else " ", cursor_style or base)]
         for column, width in zip(self.spec.columns, self._widths, strict=True):
             text = format_cell(column, row, now)
             style = base
