@@ -52,6 +52,8 @@ class EmbeddedBackend:
     seed_demo: bool = True
     demo_now: datetime | None = None
     access_token_ttl: int = 3600
+    ssh_demo_hosts: bool = True  # start the demo SSH hosts (backend/demo_ssh.py) with the demo data
+    ssh_demo: Any = None  # the DemoSshFleet while running
     info: BackendInfo | None = None
     _cluster: PostgresCluster | None = None
     _runner: web.AppRunner | None = None
@@ -88,6 +90,8 @@ class EmbeddedBackend:
         cluster = self._cluster
 
         users = await asyncio.to_thread(self._prepare_database, cluster.conninfo())
+        if self.seed_demo and self.ssh_demo_hosts:
+            await self._start_ssh_demo(root, cluster.conninfo())
 
         # The secret lives beside the data it protects; ephemeral backends get a fresh one.
         secret = load_or_create_secret(root / "jwt_secret")
@@ -133,6 +137,20 @@ class EmbeddedBackend:
             notices=list(cluster.notices),
         )
         return self.info
+
+    async def _start_ssh_demo(self, root: Path, conninfo: str) -> None:
+        import psycopg
+
+        from opstui.backend.demo_ssh import DemoSshFleet
+
+        self.ssh_demo = DemoSshFleet(root / "ssh-demo")
+        await self.ssh_demo.start()
+
+        def update() -> None:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                self.ssh_demo.update_rows(conn)
+
+        await asyncio.to_thread(update)
 
     def _prepare_database(self, conninfo: str) -> list[dict[str, Any]]:
         """Bootstrap, migrate, capture changes, seed. Blocking: runs in a thread."""
@@ -182,6 +200,9 @@ class EmbeddedBackend:
         await self.start_gateway()
 
     async def stop(self) -> None:
+        if self.ssh_demo is not None:
+            fleet, self.ssh_demo = self.ssh_demo, None
+            await fleet.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
