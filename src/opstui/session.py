@@ -131,9 +131,16 @@ async def resume(client: AsyncClient) -> bool:
     from supabase_auth.errors import AuthError
 
     try:
-        return await client.auth.get_session() is not None
+        stored = await client.auth.get_session()
     except (AuthError, OSError):
         return False
+    if stored is None:
+        return False
+    # A session recovered from storage fires no auth event, so supabase-py never
+    # hands its token to realtime: without this, channels would join as anon and
+    # RLS would (rightly) deliver nothing.
+    await client.realtime.set_auth(stored.access_token)
+    return True
 
 
 async def sign_out(target: Target) -> bool:
