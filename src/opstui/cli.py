@@ -72,10 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         listing = actions.add_parser("list", help=f"print one line per {spec.name} row")
         listing.add_argument("--team", dest="list_team", metavar="NAME")
         listing.add_argument("--json", action="store_true", help="one JSON object per line")
+        if spec.name == "hosts":
+            from opstui.ssh_cli import add_hosts_check
+
+            add_hosts_check(actions)
     watch = commands.add_parser("watch", help="print live changes until interrupted")
     watch.add_argument("watch_resource", metavar="RESOURCE")
     watch.add_argument("--team", dest="watch_team", metavar="NAME")
     watch.add_argument("--json", action="store_true", help="NDJSON (the only format)")
+    from opstui.ssh_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -104,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             return _migrations(args, parser)
         if args.command is None:
             return _run_tui(args.profile, args.team)
+        if args.command in ("exec", "cp") or getattr(args, "resource_action", None) == "check":
+            from opstui import ssh_cli
+
+            return asyncio.run(ssh_cli.run(args))
         from opstui import headless
 
         return asyncio.run(headless.run(args))

@@ -47,6 +47,8 @@ class DemoSshHost:
     username: str = field(default_factory=getpass.getuser)
     port: int = 0
     password: str = field(default="", repr=False)
+    # Public keys accepted besides the password (test servers; the demo uses passwords only).
+    authorized_keys: list = field(default_factory=list, repr=False)
     _acceptor: Any = field(default=None, repr=False)
     _connections: set = field(default_factory=set, repr=False)
     _children: set = field(default_factory=set, repr=False)
@@ -280,6 +282,13 @@ class _DemoServer(asyncssh.SSHServer):
 
     def password_auth_supported(self) -> bool:
         return True
+
+    def public_key_auth_supported(self) -> bool:
+        return bool(self.host.authorized_keys)
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        allowed = {k.public_data for k in self.host.authorized_keys}
+        return username == self.host.username and key.public_data in allowed
 
     def validate_password(self, username: str, password: str) -> bool:
         ok_user = hmac.compare_digest(username.encode(), self.host.username.encode())

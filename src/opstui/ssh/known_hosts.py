@@ -37,6 +37,23 @@ def host_pattern(host: str, port: int | None) -> str:
     return host if port in (None, DEFAULT_SSH_PORT) else f"[{host}]:{port}"
 
 
+def _match(parsed: asyncssh.SSHKnownHosts, host: str, addr: str, port: int | None) -> tuple:
+    """Entries for exactly host/addr and port, as OpenSSH matches them.
+
+    (`SSHKnownHosts.match` falls back to the port-less entries when a port has
+    none, and then drops the port's @revoked entries; opstui wants neither.)
+    """
+    exact = getattr(parsed, "_match", None)
+    return exact(host, addr, port) if exact is not None else parsed.match(host, addr, port)
+
+
+def _unique(keys) -> list[asyncssh.SSHKey]:
+    seen: dict[bytes, asyncssh.SSHKey] = {}
+    for key in keys:
+        seen.setdefault(key.public_data, key)
+    return list(seen.values())
+
+
 @dataclass
 class _Parsed:
     stamp: tuple[int, int]
@@ -86,11 +103,11 @@ class KnownHosts:
             parsed = self._read(path)
             if parsed is None:
                 continue
-            match = parsed.match(host, addr, port)
+            match = _match(parsed, host, addr, port)
             trusted.extend(match[0])
             revoked.extend(match[2])
         revoked_data = {k.public_data for k in revoked}
-        return [k for k in trusted if k.public_data not in revoked_data], revoked
+        return _unique(k for k in trusted if k.public_data not in revoked_data), _unique(revoked)
 
     def remember(self, host: str, port: int | None, key: asyncssh.SSHKey) -> None:
         """Append `key` for host:port to opstui's known_hosts (blocking; small)."""
@@ -126,7 +143,7 @@ class KnownHosts:
         user = self._read(self.user_file())
         revoke = []
         if user is not None:
-            for key in user.match(host, host, None if port == DEFAULT_SSH_PORT else port)[0]:
+            for key in _unique(_match(user, host, host, None if port == DEFAULT_SSH_PORT else port)[0]):
                 revoke.append(
                     f"@revoked {pattern} {key.export_public_key('openssh').decode().strip()}"
                 )
