@@ -20,6 +20,7 @@ from opstui.ssh.pool import ConnectionPool
 from opstui.ssh.target import SshTarget
 
 Progress = Callable[[int, int], None]
+BLOCK_SIZE = 64 * 1024  # progress granularity (asyncssh reports per completed block)
 
 
 class SftpError(SshError):
@@ -72,7 +73,7 @@ async def _transfer(pool, target, op, src, dst, progress, size) -> int:
         async with pool.connection(target) as conn, conn.start_sftp_client() as sftp:
             if op == "get":
                 size = (await sftp.stat(src)).size or 0
-            await getattr(sftp, op)(src, dst, progress_handler=_handler(progress))
+            await getattr(sftp, op)(src, dst, block_size=BLOCK_SIZE, progress_handler=_handler(progress))
             if progress is not None and not size:
                 progress(0, 0)
             return int(size or 0)
