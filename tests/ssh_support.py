@@ -36,7 +36,9 @@ def ssh_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def known(tmp_path) -> KnownHosts:
-    return KnownHosts(user_path=tmp_path / "user_known_hosts", own_path=tmp_path / "opstui_known_hosts")
+    return KnownHosts(
+        user_path=tmp_path / "user_known_hosts", own_path=tmp_path / "opstui_known_hosts"
+    )
 
 
 @pytest.fixture
@@ -70,6 +72,11 @@ def trusting_settings(known: KnownHosts, hosts, **kwargs) -> SshSettings:
     async def password_source(host_id: str) -> str | None:
         return passwords.get(host_id)
 
-    values = {"known_hosts": known, "password_source": password_source, "agent_path": None, "client_keys": None}
+    values = {
+        "known_hosts": known,
+        "password_source": password_source,
+        "agent_path": None,
+        "client_keys": None,
+    }
     values.update(kwargs)
     return SshSettings(**values)

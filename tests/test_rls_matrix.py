@@ -23,6 +23,7 @@ TEAM_TABLES = {
     "cicd_providers",
     "cicd_jobs",
     "deployments",
+    "ssh_audit",
 }
 
 

@@ -21,7 +21,11 @@ from opstui.ssh.exec import run_command
 from opstui.ssh.health import HealthChecker, rpc_health_writer
 from opstui.ssh.pty import PtySession
 from opstui.ssh.sftp import SftpError, download, upload
-from tests.ssh_support import known, ssh_home, until  # noqa: F401
+from tests import ssh_support
+from tests.ssh_support import until
+
+# Shared fixtures (assigned, so each test's parameters resolve to them).
+known, ssh_home = ssh_support.known, ssh_support.ssh_home
 
 WAIT = 10
 
@@ -36,7 +40,12 @@ def _pool(backend, known, client) -> ConnectionPool:
         if not host.down:
             known.remember("127.0.0.1", host.port, host.host_key())
     return ConnectionPool(
-        SshSettings(known_hosts=known, agent_path=None, client_keys=None, password_source=rpc_password_source(client))
+        SshSettings(
+            known_hosts=known,
+            agent_path=None,
+            client_keys=None,
+            password_source=rpc_password_source(client),
+        )
     )
 
 
@@ -46,19 +55,30 @@ def _db(backend_info, sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
-async def test_health_by_a_viewer_is_written_and_seen_live_by_another_client(backend, sign_in, known, ssh_home):
+async def test_health_by_a_viewer_is_written_and_seen_live_by_another_client(
+    backend, sign_in, known, ssh_home
+):
     viewer = await sign_in("viewer@acme.test")  # can_select only: shares results via the rpc
     watcher = await sign_in("admin@acme.test")
     rows = await _rows(viewer, "lab-web-01", "lab-down-01")
     changes: asyncio.Queue = asyncio.Queue()
     states: asyncio.Queue = asyncio.Queue()
     channel = watcher.channel("ssh-health").on_postgres_changes(
-        "UPDATE", changes.put_nowait, schema="public", table="hosts", filter=f"team_id=eq.{rows['lab-web-01']['team_id']}"
+        "UPDATE",
+        changes.put_nowait,
+        schema="public",
+        table="hosts",
+        filter=f"team_id=eq.{rows['lab-web-01']['team_id']}",
     )
     await channel.subscribe(lambda state, err: states.put_nowait(state.value))
     assert await asyncio.wait_for(states.get(), WAIT) == "SUBSCRIBED"
     # The viewer cannot update hosts directly...
-    direct = await viewer.table("hosts").update({"status": "online"}).eq("id", rows["lab-web-01"]["id"]).execute()
+    direct = (
+        await viewer.table("hosts")
+        .update({"status": "online"})
+        .eq("id", rows["lab-web-01"]["id"])
+        .execute()
+    )
     assert direct.data == []
 
     # The viewer may not read stored passwords; SSH credentials of their own (here: the
@@ -78,16 +98,25 @@ async def test_health_by_a_viewer_is_written_and_seen_live_by_another_client(bac
     assert web["status"] == "online" and web["last_checked_at"]
     assert web["health"]["mem_total_kb"] > 0 and len(web["health"]["load"]) == 3
     assert 0 <= web["health"]["disk_root_used_pct"] <= 100
-    assert seen["lab-down-01"]["status"] == "offline" and "refused" in seen["lab-down-01"]["health"]["error"]
+    assert (
+        seen["lab-down-01"]["status"] == "offline"
+        and "refused" in seen["lab-down-01"]["health"]["error"]
+    )
     await watcher.remove_channel(channel)
 
     # Only the documented statuses, and only for hosts of the caller's teams.
     with pytest.raises(APIError) as bad:
-        await viewer.rpc("record_host_health", {"p_host_id": rows["lab-web-01"]["id"], "p_status": "great", "p_health": {}}).execute()
+        await viewer.rpc(
+            "record_host_health",
+            {"p_host_id": rows["lab-web-01"]["id"], "p_status": "great", "p_health": {}},
+        ).execute()
     assert "invalid health status" in bad.value.message
     outsider = await sign_in("ops@globex.test")
     with pytest.raises(APIError) as denied:
-        await outsider.rpc("record_host_health", {"p_host_id": rows["lab-web-01"]["id"], "p_status": "error", "p_health": {}}).execute()
+        await outsider.rpc(
+            "record_host_health",
+            {"p_host_id": rows["lab-web-01"]["id"], "p_status": "error", "p_health": {}},
+        ).execute()
     assert denied.value.code == "42501"
 
 
@@ -97,7 +126,9 @@ async def test_audit_rows_and_their_rls(backend, backend_info, sign_in, known, s
     row = (await _rows(admin, "lab-db-01"))["lab-db-01"]
     marker = f"echo audit-{os.getpid()}-{id(admin)}"
     async with _pool(backend, known, admin) as pool:
-        run = run_command(pool, [SshTarget.from_host(row)], marker + "; exit 4", audit=SupabaseAudit(admin))
+        run = run_command(
+            pool, [SshTarget.from_host(row)], marker + "; exit 4", audit=SupabaseAudit(admin)
+        )
         await run.wait()
     assert run.audit_errors == [] and run.results["lab-db-01"].exit_status == 4
     trail = await SupabaseAudit(admin).trail(row["id"])
@@ -109,7 +140,9 @@ async def test_audit_rows_and_their_rls(backend, backend_info, sign_in, known, s
 
     # Another tenant's user sees nothing of it.
     outsider = await sign_in("ops@globex.test")
-    assert (await outsider.table("ssh_audit").select("*").eq("id", entry["id"]).execute()).data == []
+    assert (
+        await outsider.table("ssh_audit").select("*").eq("id", entry["id"]).execute()
+    ).data == []
     # Nobody updates or deletes, not even the author.
     for attempt in (
         admin.table("ssh_audit").update({"exit_code": 0}).eq("id", entry["id"]),
@@ -118,9 +151,13 @@ async def test_audit_rows_and_their_rls(backend, backend_info, sign_in, known, s
         with pytest.raises(APIError) as refused:
             await attempt.execute()
         assert refused.value.code == "42501"
-    assert _db(backend_info, "select exit_code from public.ssh_audit where id = %s", (entry["id"],)) == [(4,)]
+    assert _db(
+        backend_info, "select exit_code from public.ssh_audit where id = %s", (entry["id"],)
+    ) == [(4,)]
     # Members insert only their own rows, in their own teams.
-    dev_id = _db(backend_info, "select id::text from auth.users where email = 'dev@acme.test'")[0][0]
+    dev_id = _db(backend_info, "select id::text from auth.users where email = 'dev@acme.test'")[0][
+        0
+    ]
     base = {"team_id": row["team_id"], "host_id": row["id"], "kind": "command", "command": "x"}
     for bad in ({**base, "profile_id": dev_id}, {**base, "team_id": outsider_team(backend_info)}):
         with pytest.raises(APIError) as forged:
@@ -143,10 +180,17 @@ async def test_sftp_upload_and_download_with_progress(backend, sign_in, known, s
     up_progress: list[tuple[int, int]] = []
     down_progress: list[tuple[int, int]] = []
     async with _pool(backend, known, admin) as pool:
-        assert await upload(pool, target, source, "up.bin", progress=lambda d, t: up_progress.append((d, t))) == 300_000
+        assert (
+            await upload(
+                pool, target, source, "up.bin", progress=lambda d, t: up_progress.append((d, t))
+            )
+            == 300_000
+        )
         assert (sandbox / "up.bin").read_bytes() == payload  # landed in the host's sandbox (chroot)
         back = tmp_path / "down.bin"
-        await download(pool, target, "/up.bin", back, progress=lambda d, t: down_progress.append((d, t)))
+        await download(
+            pool, target, "/up.bin", back, progress=lambda d, t: down_progress.append((d, t))
+        )
         assert back.read_bytes() == payload
         with pytest.raises(SftpError) as missing:
             await download(pool, target, "/no/such/file", tmp_path / "x")
@@ -159,7 +203,9 @@ async def test_pty_session_size_resize_exit_and_audit(backend, sign_in, known, s
     admin = await sign_in("admin@acme.test")
     row = (await _rows(admin, "lab-web-01"))["lab-web-01"]
     async with _pool(backend, known, admin) as pool:
-        session = await PtySession.open(pool, SshTarget.from_host(row), cols=91, rows=27, audit=SupabaseAudit(admin))
+        session = await PtySession.open(
+            pool, SshTarget.from_host(row), cols=91, rows=27, audit=SupabaseAudit(admin)
+        )
         received = bytearray()
 
         async def reader():
@@ -168,7 +214,9 @@ async def test_pty_session_size_resize_exit_and_audit(backend, sign_in, known, s
 
         task = asyncio.create_task(reader())
         session.write(b"echo T=$TERM; stty size\r")
-        await until(lambda: b"T=xterm-256color" in received and b"27 91" in received, what="pty size")
+        await until(
+            lambda: b"T=xterm-256color" in received and b"27 91" in received, what="pty size"
+        )
         session.resize(120, 40)
         session.write(b"stty size\r")
         await until(lambda: b"40 120" in received, what="resized pty")
@@ -186,7 +234,11 @@ def cli_env(tmp_path, backend_info, ssh_home) -> dict[str, str]:
     (config / "config.toml").write_text(
         f'default_profile = "local"\n\n[profiles.local]\nurl = "{backend_info.url}"\nanon_key = "{backend_info.anon_key}"\n'
     )
-    return {**os.environ, "OPSTUI_CONFIG_DIR": str(config), "OPSTUI_DATA_DIR": str(tmp_path / "data")}
+    return {
+        **os.environ,
+        "OPSTUI_CONFIG_DIR": str(config),
+        "OPSTUI_DATA_DIR": str(tmp_path / "data"),
+    }
 
 
 async def _opstui(env, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -202,8 +254,14 @@ async def test_headless_exec_and_cp(backend, cli_env, tmp_path):
     login = await _opstui(cli_env, "login", "--email", "admin@acme.test", stdin="opstui-demo\n")
     assert login.returncode == 0, login.stderr
     # Unknown host keys are refused headless...
-    refused = await _opstui(cli_env, "exec", "--team", "Platform", "--hosts", "lab-web-01", "--", "echo hi")
-    assert refused.returncode == 1 and "host key unknown" in refused.stderr and "Traceback" not in refused.stderr
+    refused = await _opstui(
+        cli_env, "exec", "--team", "Platform", "--hosts", "lab-web-01", "--", "echo hi"
+    )
+    assert (
+        refused.returncode == 1
+        and "host key unknown" in refused.stderr
+        and "Traceback" not in refused.stderr
+    )
     # ...unless --accept-new; one failing host makes the exit status non-zero.
     both = await _opstui(
         cli_env, "exec", "--team", "Platform", "--hosts", "lab-web-01,lab-down-01", "--accept-new", "--json",
@@ -214,9 +272,21 @@ async def test_headless_exec_and_cp(backend, cli_env, tmp_path):
     assert {"event": "output", "host": "lab-web-01", "stream": "stdout", "line": "hello"} in events
     exits = {e["host"]: e for e in events if e["event"] == "exit"}
     assert exits["lab-web-01"]["status"] == "ok" and exits["lab-web-01"]["exit_status"] == 0
-    assert exits["lab-down-01"]["status"] == "unreachable" and "refused" in exits["lab-down-01"]["error"]
+    assert (
+        exits["lab-down-01"]["status"] == "unreachable"
+        and "refused" in exits["lab-down-01"]["error"]
+    )
     assert events[-1]["event"] == "summary" and events[-1]["unreachable"] == ["lab-down-01"]
-    ok = await _opstui(cli_env, "exec", "--team", "Platform", "--hosts", "lab-web-01", "--", "echo hi; echo warn >&2")
+    ok = await _opstui(
+        cli_env,
+        "exec",
+        "--team",
+        "Platform",
+        "--hosts",
+        "lab-web-01",
+        "--",
+        "echo hi; echo warn >&2",
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == "lab-web-01 | hi\n" and "lab-web-01 | warn" in ok.stderr
 
@@ -227,8 +297,16 @@ async def test_headless_exec_and_cp(backend, cli_env, tmp_path):
     assert "100%" in put.stderr and "done" in put.stderr
     sandbox = backend.ssh_demo.by_name("lab-web-01").sandbox
     assert (sandbox / "notes.txt").read_text() == "from the laptop\n"
-    get = await _opstui(cli_env, "cp", "--team", "Platform", "lab-web-01:/README.txt", str(tmp_path / "r.txt"))
+    get = await _opstui(
+        cli_env, "cp", "--team", "Platform", "lab-web-01:/README.txt", str(tmp_path / "r.txt")
+    )
     assert get.returncode == 0, get.stderr
     assert Path(tmp_path / "r.txt").read_text().startswith("opstui demo host lab-web-01")
-    bad = await _opstui(cli_env, "cp", "--team", "Platform", "lab-web-01:/missing.txt", str(tmp_path / "m"))
-    assert bad.returncode == 1 and "no such file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    bad = await _opstui(
+        cli_env, "cp", "--team", "Platform", "lab-web-01:/missing.txt", str(tmp_path / "m")
+    )
+    assert (
+        bad.returncode == 1
+        and "no such file" in bad.stderr
+        and len(bad.stderr.strip().splitlines()) == 1
+    )

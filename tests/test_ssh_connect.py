@@ -12,11 +12,23 @@ import subprocess
 import asyncssh
 import pytest
 
-from opstui.ssh import ConnectionPool, HostKeyChanged, HostKeyUnknown, KnownHosts, SshError, SshSettings, SshTarget
+from opstui.ssh import (
+    ConnectionPool,
+    HostKeyChanged,
+    HostKeyUnknown,
+    KnownHosts,
+    SshError,
+    SshSettings,
+    SshTarget,
+)
 from opstui.ssh.connection import connect, rpc_password_source
 from opstui.ssh.known_hosts import fingerprint
+from tests import ssh_support
 from tests.conftest import demo_user
-from tests.ssh_support import known, ssh_home, ssh_hosts, target_for, trusting_settings, until  # noqa: F401
+from tests.ssh_support import target_for, trusting_settings, until
+
+# Shared fixtures (assigned, so each test's parameters resolve to them).
+known, ssh_home, ssh_hosts = ssh_support.known, ssh_support.ssh_home, ssh_support.ssh_hosts
 
 
 async def _echo(conn, text: str = "ok") -> str:
@@ -41,7 +53,12 @@ async def test_unknown_key_refuse_once_remember(ssh_hosts, known, ssh_home):
 
     password = lambda _id: asyncio.sleep(0, host.password)  # noqa: E731
     target = target_for(host, host_id="alpha")
-    base = {"known_hosts": known, "password_source": password, "agent_path": None, "client_keys": None}
+    base = {
+        "known_hosts": known,
+        "password_source": password,
+        "agent_path": None,
+        "client_keys": None,
+    }
 
     with pytest.raises(HostKeyUnknown) as refused:
         await connect(target, SshSettings(decide=deciding("refuse"), **base))
@@ -72,18 +89,24 @@ async def test_unknown_key_refuse_once_remember(ssh_hosts, known, ssh_home):
     conn.close()
 
 
-async def test_changed_key_is_refused_with_both_fingerprints_until_forgotten(ssh_hosts, known, ssh_home):
+async def test_changed_key_is_refused_with_both_fingerprints_until_forgotten(
+    ssh_hosts, known, ssh_home
+):
     host = await ssh_hosts("beta")
     old = asyncssh.generate_private_key("ssh-ed25519")
     # The user's own ~/.ssh/known_hosts says this host has another key.
-    known.user_file().write_text(f"[127.0.0.1]:{host.port} {old.export_public_key().decode().strip()}\n")
+    known.user_file().write_text(
+        f"[127.0.0.1]:{host.port} {old.export_public_key().decode().strip()}\n"
+    )
     calls = []
 
     async def decide(target, unknown):
         calls.append(unknown)
         return "remember"
 
-    settings = trusting_settings(known, [], decide=decide, password_source=lambda _i: asyncio.sleep(0, host.password))
+    settings = trusting_settings(
+        known, [], decide=decide, password_source=lambda _i: asyncio.sleep(0, host.password)
+    )
     target = target_for(host, host_id="beta")
     for accept_new in (False, True):
         settings.accept_new = accept_new
@@ -91,7 +114,9 @@ async def test_changed_key_is_refused_with_both_fingerprints_until_forgotten(ssh
             await connect(target, settings)
         assert changed.value.old_fingerprint == fingerprint(old)
         assert changed.value.new_fingerprint == fingerprint(host.host_key())
-        assert fingerprint(old) in str(changed.value) and fingerprint(host.host_key()) in str(changed.value)
+        assert fingerprint(old) in str(changed.value) and fingerprint(host.host_key()) in str(
+            changed.value
+        )
         assert changed.value.kind == "host_key_changed"
     assert calls == [], "a changed key is never offered for trust"
 
@@ -139,7 +164,9 @@ async def test_key_file_auth_and_ssh_config_user_port_identityfile(ssh_hosts, kn
     (ssh_home / ".ssh" / "config").write_text(
         f"Host 127.0.0.1\n  Port {host.port}\n  User {host.username}\n  IdentityFile {ssh_home / 'lab.key'}\n"
     )
-    target = SshTarget.from_host({"id": "h1", "name": "keyed", "ip": "127.0.0.1", "port": None, "user": None})
+    target = SshTarget.from_host(
+        {"id": "h1", "name": "keyed", "ip": "127.0.0.1", "port": None, "user": None}
+    )
     assert target.port is None and target.username is None and target.config
     conn = await connect(target, settings)
     assert await _echo(conn) == "ok"
@@ -176,7 +203,9 @@ async def test_agent_auth(ssh_hosts, known, ssh_home, tmp_path):
         await agent.wait()
 
 
-async def test_stored_password_via_rpc_needs_can_execute(backend, backend_info, sign_in, known, ssh_home):
+async def test_stored_password_via_rpc_needs_can_execute(
+    backend, backend_info, sign_in, known, ssh_home
+):
     fleet = backend.ssh_demo
     demo = fleet.by_name("lab-web-01")
     trusting_settings(known, [demo])
@@ -184,7 +213,12 @@ async def test_stored_password_via_rpc_needs_can_execute(backend, backend_info, 
     row = (await admin.table("hosts").select("*").eq("name", "lab-web-01").execute()).data[0]
     assert row["password"] is None, "the stored password is never readable as a column"
     target = SshTarget.from_host(row)
-    settings = SshSettings(known_hosts=known, agent_path=None, client_keys=None, password_source=rpc_password_source(admin))
+    settings = SshSettings(
+        known_hosts=known,
+        agent_path=None,
+        client_keys=None,
+        password_source=rpc_password_source(admin),
+    )
     conn = await connect(target, settings)
     assert await _echo(conn, "$OPSTUI_DEMO_HOST") == "lab-web-01"
     conn.close()
@@ -194,17 +228,23 @@ async def test_stored_password_via_rpc_needs_can_execute(backend, backend_info, 
     with pytest.raises(SshError) as refused:
         await connect(target, settings)
     assert refused.value.kind == "auth_failed"
-    assert "stored password not readable" in str(refused.value) and "can_execute" in str(refused.value)
+    assert "stored password not readable" in str(refused.value) and "can_execute" in str(
+        refused.value
+    )
     assert demo.password not in str(refused.value)
 
 
 async def test_wrong_password_is_auth_failed(ssh_hosts, known, ssh_home):
     host = await ssh_hosts("delta")
-    settings = trusting_settings(known, [host], password_source=lambda _i: asyncio.sleep(0, "not-the-password"))
+    settings = trusting_settings(
+        known, [host], password_source=lambda _i: asyncio.sleep(0, "not-the-password")
+    )
     with pytest.raises(SshError) as failed:
         await connect(target_for(host, host_id="delta"), settings)
     assert failed.value.kind == "auth_failed" and failed.value.status == "auth_failed"
-    assert "authentication failed" in str(failed.value) and "not-the-password" not in str(failed.value)
+    assert "authentication failed" in str(failed.value) and "not-the-password" not in str(
+        failed.value
+    )
     assert "\n" not in str(failed.value)
 
 
@@ -212,7 +252,9 @@ async def test_wrong_password_is_auth_failed(ssh_hosts, known, ssh_home):
 
 
 async def test_refused_timeout_unreachable_each_one_line(known, ssh_home):
-    settings = SshSettings(known_hosts=known, agent_path=None, client_keys=None, connect_timeout=0.5)
+    settings = SshSettings(
+        known_hosts=known, agent_path=None, client_keys=None, connect_timeout=0.5
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
@@ -225,7 +267,9 @@ async def test_refused_timeout_unreachable_each_one_line(known, ssh_home):
     silent.listen(4)
     try:
         with pytest.raises(SshError) as slow:
-            await connect(SshTarget("127.0.0.1", silent.getsockname()[1], "u", name="mute"), settings)
+            await connect(
+                SshTarget("127.0.0.1", silent.getsockname()[1], "u", name="mute"), settings
+            )
         assert slow.value.kind == "timeout" and "timed out" in str(slow.value)
     finally:
         silent.close()

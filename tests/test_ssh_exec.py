@@ -10,7 +10,11 @@ from opstui.ssh import ConnectionPool, SshTarget, powershell_command
 from opstui.ssh.exec import HostFinished, HostStarted, Output, RunFinished, run_command
 from opstui.ssh.health import parse_linux_probe, parse_windows_probe
 from opstui.ssh.target import decode_powershell_command
-from tests.ssh_support import known, ssh_home, ssh_hosts, target_for, trusting_settings, until  # noqa: F401
+from tests import ssh_support
+from tests.ssh_support import target_for, trusting_settings, until
+
+# Shared fixtures (assigned, so each test's parameters resolve to them).
+known, ssh_home, ssh_hosts = ssh_support.known, ssh_support.ssh_home, ssh_support.ssh_hosts
 
 
 async def _pool(known, hosts) -> ConnectionPool:
@@ -21,15 +25,24 @@ async def test_output_streams_per_host_in_order(ssh_hosts, known, ssh_home):
     hosts = [await ssh_hosts(f"web-{i}") for i in range(3)]
     async with await _pool(known, hosts) as pool:
         targets = [target_for(h, host_id=h.name) for h in hosts]
-        run = run_command(pool, targets, "for i in $(seq 1 300); do echo $OPSTUI_DEMO_HOST-$i; done; echo oops >&2")
+        run = run_command(
+            pool,
+            targets,
+            "for i in $(seq 1 300); do echo $OPSTUI_DEMO_HOST-$i; done; echo oops >&2",
+        )
         events = [e async for e in run]
-    assert isinstance(events[-1], RunFinished) and sum(isinstance(e, RunFinished) for e in events) == 1
+    assert (
+        isinstance(events[-1], RunFinished) and sum(isinstance(e, RunFinished) for e in events) == 1
+    )
     for host in hosts:
         mine = [e for e in events if getattr(e, "host", None) == host.name]
         assert isinstance(mine[0], HostStarted) and isinstance(mine[-1], HostFinished)
         stdout = "".join(e.text for e in mine if isinstance(e, Output) and e.stream == "stdout")
         assert stdout.splitlines() == [f"{host.name}-{i}" for i in range(1, 301)]
-        assert "".join(e.text for e in mine if isinstance(e, Output) and e.stream == "stderr") == "oops\n"
+        assert (
+            "".join(e.text for e in mine if isinstance(e, Output) and e.stream == "stderr")
+            == "oops\n"
+        )
         assert mine[-1].status == "ok" and mine[-1].exit_status == 0 and mine[-1].duration > 0
     assert run.summary.succeeded == tuple(h.name for h in hosts) and run.summary.ok
 
@@ -54,7 +67,9 @@ async def test_a_host_dropping_mid_command_fails_that_host_only(ssh_hosts, known
 async def test_cancel_stops_every_host_and_the_remote_commands(ssh_hosts, known, ssh_home):
     hosts = [await ssh_hosts("c1"), await ssh_hosts("c2")]
     async with await _pool(known, hosts) as pool:
-        run = run_command(pool, [target_for(h, host_id=h.name) for h in hosts], "echo started; sleep 30")
+        run = run_command(
+            pool, [target_for(h, host_id=h.name) for h in hosts], "echo started; sleep 30"
+        )
         started = set()
         async for event in run:
             if isinstance(event, Output):
@@ -104,7 +119,9 @@ def test_powershell_command_is_encoded_utf16le():
     assert SshTarget("127.0.0.1").remote_command("hostname") == "hostname"
 
 
-async def test_windows_hosts_run_through_powershell(ssh_hosts, known, ssh_home, tmp_path, monkeypatch):
+async def test_windows_hosts_run_through_powershell(
+    ssh_hosts, known, ssh_home, tmp_path, monkeypatch
+):
     """A fake `powershell` on the server's PATH proves what a Windows host receives."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -118,10 +135,15 @@ async def test_windows_hosts_run_through_powershell(ssh_hosts, known, ssh_home, 
     monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
     host = await ssh_hosts("win")
     async with await _pool(known, [host]) as pool:
-        run = run_command(pool, [target_for(host, host_id="win", is_windows=True)], "Get-Date; 'a b' | Out-Host")
+        run = run_command(
+            pool, [target_for(host, host_id="win", is_windows=True)], "Get-Date; 'a b' | Out-Host"
+        )
         await run.wait()
     out = run.results["win"].stdout.splitlines()
-    assert out == ["ARGS -NoProfile -NonInteractive -EncodedCommand", "SCRIPT Get-Date; 'a b' | Out-Host"]
+    assert out == [
+        "ARGS -NoProfile -NonInteractive -EncodedCommand",
+        "SCRIPT Get-Date; 'a b' | Out-Host",
+    ]
 
 
 def test_probe_parsers():

@@ -25,7 +25,9 @@ def add_commands(commands: Any) -> None:
     which = run.add_mutually_exclusive_group(required=True)
     which.add_argument("--hosts", metavar="A,B", help="comma-separated host names")
     which.add_argument("--all", action="store_true", help="every host of the team")
-    run.add_argument("--accept-new", action="store_true", help="trust and remember unknown host keys")
+    run.add_argument(
+        "--accept-new", action="store_true", help="trust and remember unknown host keys"
+    )
     run.add_argument("--json", action="store_true", help="NDJSON events")
     run.add_argument("--concurrency", type=int, default=32, metavar="N")
     run.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per host")
@@ -33,7 +35,9 @@ def add_commands(commands: Any) -> None:
 
     cp = commands.add_parser("cp", help="copy a file to or from a host over SFTP (HOST:PATH)")
     cp.add_argument("--team", dest="ssh_team", metavar="NAME")
-    cp.add_argument("--accept-new", action="store_true", help="trust and remember unknown host keys")
+    cp.add_argument(
+        "--accept-new", action="store_true", help="trust and remember unknown host keys"
+    )
     cp.add_argument("src", metavar="SRC")
     cp.add_argument("dst", metavar="DST")
 
@@ -45,7 +49,9 @@ def add_hosts_check(actions: Any) -> None:
     which = check.add_mutually_exclusive_group(required=True)
     which.add_argument("--hosts", metavar="A,B")
     which.add_argument("--all", action="store_true")
-    check.add_argument("--accept-new", action="store_true", help="trust and remember unknown host keys")
+    check.add_argument(
+        "--accept-new", action="store_true", help="trust and remember unknown host keys"
+    )
     check.add_argument("--json", action="store_true", help="one JSON object per host")
 
 
@@ -79,7 +85,9 @@ async def _session(args: argparse.Namespace):
 def _pool(client: Any, accept_new: bool):
     from opstui.ssh import ConnectionPool, SshSettings, rpc_password_source
 
-    return ConnectionPool(SshSettings(accept_new=accept_new, password_source=rpc_password_source(client)))
+    return ConnectionPool(
+        SshSettings(accept_new=accept_new, password_source=rpc_password_source(client))
+    )
 
 
 def _select(store: Any, names: str | None, everything: bool) -> list[dict[str, Any]]:
@@ -92,7 +100,9 @@ def _select(store: Any, names: str | None, everything: bool) -> list[dict[str, A
     by_name = {r.get("name"): r for r in rows}
     missing = [n for n in wanted if n not in by_name]
     if missing:
-        raise SshCliError(f"no host named {', '.join(missing)} in this team; see `opstui hosts list`")
+        raise SshCliError(
+            f"no host named {', '.join(missing)} in this team; see `opstui hosts list`"
+        )
     if not wanted:
         raise SshCliError("no hosts given; use --hosts a,b or --all")
     return [by_name[n] for n in wanted]
@@ -148,7 +158,11 @@ def _print_output(event: Any, width: int, as_json: bool) -> None:
     lines = event.text.splitlines()
     if as_json:
         for line in lines:
-            print(json.dumps({"event": "output", "host": event.host, "stream": event.stream, "line": line}))
+            print(
+                json.dumps(
+                    {"event": "output", "host": event.host, "stream": event.stream, "line": line}
+                )
+            )
         return
     out = sys.stdout if event.stream == "stdout" else sys.stderr
     out.write("".join(f"{event.host:<{width}} | {line}\n" for line in lines))
@@ -164,13 +178,21 @@ def _print_finished(event: Any, as_json: bool) -> None:
     if event.status == "ok":
         print(f"opstui: {event.host}: exit 0 ({event.duration:.2f}s)", file=sys.stderr)
     else:
-        print(f"opstui: {event.error or event.host + ': ' + event.status} ({event.duration:.2f}s)", file=sys.stderr)
+        print(
+            f"opstui: {event.error or event.host + ': ' + event.status} ({event.duration:.2f}s)",
+            file=sys.stderr,
+        )
 
 
 def _split_remote(spec: str) -> tuple[str, str] | None:
     """`host:path` -> (host, path); local paths (with / before any colon, or no colon) -> None."""
     head, sep, tail = spec.partition(":")
-    if not sep or not head or "/" in head or (len(head) == 1 and head.isalpha() and tail.startswith("\\")):
+    if (
+        not sep
+        or not head
+        or "/" in head
+        or (len(head) == 1 and head.isalpha() and tail.startswith("\\"))
+    ):
         return None
     return head, tail or "."
 
@@ -181,7 +203,9 @@ async def copy(args: argparse.Namespace) -> int:
 
     src, dst = _split_remote(args.src), _split_remote(args.dst)
     if (src is None) == (dst is None):
-        raise SshCliError("exactly one of SRC and DST must be HOST:PATH (e.g. opstui cp app.log web-01:/tmp/)")
+        raise SshCliError(
+            "exactly one of SRC and DST must be HOST:PATH (e.g. opstui cp app.log web-01:/tmp/)"
+        )
     connector, store = await _session(args)
     pool = _pool(store.client, args.accept_new)
     try:
@@ -229,7 +253,15 @@ async def check(args: argparse.Namespace) -> int:
         results = await checker.check_many(targets)
         for result in results:
             if args.json:
-                print(json.dumps({"host": result.target.name, "status": result.status, "health": result.health}))
+                print(
+                    json.dumps(
+                        {
+                            "host": result.target.name,
+                            "status": result.status,
+                            "health": result.health,
+                        }
+                    )
+                )
             else:
                 detail = result.error or _figures(result.health)
                 print(f"{result.target.name}\t{result.status}\t{detail}")

@@ -441,3 +441,21 @@ class DemoSshFleet:
                     " where team_id = %s and name = %s",
                     (LOOPBACK, host.port, host.username, host.password, team_id, name),
                 )
+            # A short, deterministic audit trail for the up demo hosts (once).
+            conn.execute(
+                """
+                insert into public.ssh_audit (team_id, host_id, profile_id, kind, command, exit_code,
+                  started_at, duration_ms, created_at)
+                select h.team_id, h.id, h.creator_id, a.kind, a.command, a.exit_code,
+                  h.created_at + a.offset_, a.duration_ms, h.created_at + a.offset_
+                from public.hosts h
+                cross join (values
+                  ('command', 'uptime', 0, interval '1 day', 41),
+                  ('command', 'df -h /', 0, interval '2 days', 57),
+                  ('session', null, 0, interval '3 days', 421000)
+                ) as a(kind, command, exit_code, offset_, duration_ms)
+                where h.name = any(%s) and h.creator_id is not null
+                  and not exists (select 1 from public.ssh_audit x where x.host_id = h.id)
+                """,
+                ([h.name for h in self.hosts if not h.down],),
+            )

@@ -143,7 +143,9 @@ class KnownHosts:
         user = self._read(self.user_file())
         revoke = []
         if user is not None:
-            for key in _unique(_match(user, host, host, None if port == DEFAULT_SSH_PORT else port)[0]):
+            for key in _unique(
+                _match(user, host, host, None if port == DEFAULT_SSH_PORT else port)[0]
+            ):
                 revoke.append(
                     f"@revoked {pattern} {key.export_public_key('openssh').decode().strip()}"
                 )

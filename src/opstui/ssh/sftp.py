@@ -73,7 +73,9 @@ async def _transfer(pool, target, op, src, dst, progress, size) -> int:
         async with pool.connection(target) as conn, conn.start_sftp_client() as sftp:
             if op == "get":
                 size = (await sftp.stat(src)).size or 0
-            await getattr(sftp, op)(src, dst, block_size=BLOCK_SIZE, progress_handler=_handler(progress))
+            await getattr(sftp, op)(
+                src, dst, block_size=BLOCK_SIZE, progress_handler=_handler(progress)
+            )
             if progress is not None and not size:
                 progress(0, 0)
             return int(size or 0)
