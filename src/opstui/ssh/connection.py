@@ -24,6 +24,13 @@ from opstui.ssh.target import SshTarget
 
 log = logging.getLogger(__name__)
 
+# AES-GCM first: about 2x chacha20's throughput in asyncssh (AES-NI), which is what lets a
+# 50 MB/s stream keep up (benchmarks/bench_ssh_output.py); the rest are fallbacks.
+ENCRYPTION_ALGS = [
+    "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+    "aes128-ctr", "aes192-ctr", "aes256-ctr",
+]  # fmt: skip
+
 Decision = Literal["once", "remember", "refuse"]
 Decide = Callable[[SshTarget, HostKeyUnknown], Awaitable[Decision]]
 PasswordSource = Callable[[str], Awaitable[str | None]]
@@ -127,6 +134,7 @@ async def connect(target: SshTarget, settings: SshSettings) -> asyncssh.SSHClien
             connect_timeout=settings.connect_timeout,
             keepalive_interval=settings.keepalive_interval,
             gss_host=None,
+            encryption_algs=ENCRYPTION_ALGS,
         )
         kwargs.update(settings.options)
         try:

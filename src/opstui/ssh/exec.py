@@ -365,6 +365,7 @@ async def _put_uncancellable(queue: asyncio.Queue, event: Event) -> None:
 
 def _coalesce(batch: list[Event]) -> list[Event]:
     merged: list[Event] = []
+    parts: list[str] = []  # texts of the Output being merged (joined once: no quadratic copies)
     for event in batch:
         last = merged[-1] if merged else None
         if (
@@ -372,9 +373,15 @@ def _coalesce(batch: list[Event]) -> list[Event]:
             and isinstance(last, Output)
             and (last.host, last.stream) == (event.host, event.stream)
         ):
-            merged[-1] = Output(event.host, event.stream, last.text + event.text)
-        else:
-            merged.append(event)
+            parts.append(event.text)
+            continue
+        if parts and isinstance(last, Output):
+            merged[-1] = Output(last.host, last.stream, "".join(parts))
+        parts = [event.text] if isinstance(event, Output) else []
+        merged.append(event)
+    if parts and isinstance(merged[-1], Output) and len(parts) > 1:
+        last = merged[-1]
+        merged[-1] = Output(last.host, last.stream, "".join(parts))
     return merged
 
 
