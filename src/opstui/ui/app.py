@@ -38,6 +38,14 @@ def _main_screen(name: str) -> Callable[[], Any]:
             from opstui.ui.screens.overview import OverviewScreen
 
             return OverviewScreen()
+        if name == "sessions":
+            from opstui.ui.screens.sessions import SessionsScreen
+
+            return SessionsScreen()
+        if name == "hosts":
+            from opstui.ui.screens.hosts import HostsScreen
+
+            return HostsScreen(RESOURCES[name])
         from opstui.ui.screens.resource import ResourceScreen
 
         return ResourceScreen(RESOURCES[name])
@@ -48,7 +56,7 @@ def _main_screen(name: str) -> Callable[[], Any]:
 class OpsApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "opstui"
-    MODES = {name: _main_screen(name) for name in MAIN_VIEWS}
+    MODES = {name: _main_screen(name) for name in (*MAIN_VIEWS, "sessions")}
     DEFAULT_MODE = "overview"
 
     BINDINGS = [
@@ -60,6 +68,7 @@ class OpsApp(App):
         Binding("3", "view('repositories')", "Repos", show=False, id="app.view.repositories"),
         Binding("4", "view('deployments')", "Deploys", show=False, id="app.view.deployments"),
         Binding("5", "view('cicd')", "CI/CD", show=False, id="app.view.cicd"),
+        Binding("6", "view('sessions')", "Sessions", show=False, id="app.view.sessions"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
     ]
 
@@ -169,6 +178,9 @@ class OpsApp(App):
             self.notify(f"{type(error).__name__}: {error}", title="Error", severity="error")
 
     async def on_unmount(self) -> None:
+        from opstui.ui.ssh_bridge import close_ssh
+
+        await close_ssh(self)
         if self.store is not None:
             await self.store.close()
         await self.connector.close()

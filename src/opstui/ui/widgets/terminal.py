@@ -599,7 +599,9 @@ class TerminalView(Widget, can_focus=True):
                 if y == cursor.y and not cursor.hidden and self.has_focus and not self.ended
                 else None
             )
-            cursor_style = self.get_component_rich_style("terminal-view--cursor")
+            cursor_style = self.get_component_rich_style("terminal-view--cursor") or Style(
+                reverse=True
+            )
             line = screen.buffer[y] if y in screen.buffer else {}
             segments = line_segments(line, screen.columns, base, cursor_x, cursor_style)
             strip = Strip(segments).crop_extend(0, width, base)
