@@ -18,7 +18,7 @@ os.environ["OPSTUI_DATA_DIR"] = os.path.join(_SANDBOX, "data")
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator["PostgresCluster"]:  # noqa: F821
+def cluster() -> Iterator[PostgresCluster]:  # noqa: F821
     """One ephemeral PostgreSQL for the whole session (Unix socket only)."""
     from opstui.backend.postgres import PostgresCluster
 

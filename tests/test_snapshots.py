@@ -17,8 +17,8 @@ from textual.widgets import Input
 from opstui.connect import Connector, EmbeddedConnector
 from opstui.session import Target
 from opstui.ui.app import OpsApp
-from tests.conftest import DEMO_NOW
 from opstui.ui.widgets.resource_table import ResourceTable
+from tests.conftest import DEMO_NOW
 from tests.tui_support import store_ready, text_of
 
 SIZE = (120, 36)
