@@ -43,6 +43,7 @@ class ResourceScreen(OpsScreen):
         Binding("ctrl+d", "delete", "Delete", id="row.delete"),
         Binding("p", "pin", "Pin/unpin", id="row.pin"),
         Binding("x", "execute", "Run", id="row.execute"),
+        Binding("u", "use_team", "Use team", id="teams.use"),
         # Fallbacks: reached only when the action above is not allowed.
         Binding("c", "denied('create')", show=False),
         Binding("e", "denied('edit')", show=False),
@@ -182,6 +183,17 @@ class ResourceScreen(OpsScreen):
             self.app.open_detail(self.spec, key, raw=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "use_team":
+            row = self.table.current_row
+            store = self.store
+            return (
+                self.spec.name == "teams"
+                and row is not None
+                and store is not None
+                and store.identity is not None
+                and row["id"] in store.identity.memberships
+                and row["id"] != store.team_id
+            )
         if action == "pin":
             return self.spec.name == "repositories" and self.table.current_row is not None
         operation = ROW_ACTIONS.get(action)
@@ -231,6 +243,11 @@ class ResourceScreen(OpsScreen):
         row = self.table.current_row
         if row is not None:
             self.app.execute(self.spec, row)
+
+    def action_use_team(self) -> None:
+        row = self.table.current_row
+        if row is not None:
+            self.app.switch_team(row["name"])
 
     def action_pin(self) -> None:
         row = self.table.current_row
