@@ -135,13 +135,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_tui(profile: str | None, team: str | None) -> int:
-    from opstui.config import ConfigError
-    from opstui.connect import connector_for
+    from opstui.config import ConfigError, select_profile
 
     try:
-        connector = connector_for(profile)
+        chosen = select_profile(profile)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    background = None
+    if chosen is None:
+        # No project configured: boot the embedded backend first, on its own thread,
+        # so Postgres starts while the UI and supabase-py are imported below.
+        from opstui.backend.background import BackgroundBackend
+
+        background = BackgroundBackend()
+    from opstui.connect import Connector, EmbeddedConnector
+    from opstui.session import Target
+
+    if chosen is None:
+        connector: Connector = EmbeddedConnector(
+            target=Target("embedded", "", "", is_embedded=True), background=background
+        )
+    else:
+        connector = Connector(target=Target.from_profile(chosen), email_hint=chosen.email)
     from opstui.ui.app import OpsApp
 
     OpsApp(connector, team=team).run()

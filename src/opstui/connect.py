@@ -6,6 +6,7 @@ that points at their own backend. No Textual here.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from opstui.session import SignInError, Target
 if TYPE_CHECKING:
     from supabase import AsyncClient
 
+    from opstui.backend.background import BackgroundBackend
     from opstui.backend.embedded import EmbeddedBackend
 
 
@@ -68,23 +70,30 @@ class EmbeddedConnector(Connector):
     demo_email: str | None = None  # sign in as this demo user instead of the first with demo_role
     options: dict[str, Any] = field(default_factory=dict)
     owns_backend: bool = True  # False when a test hands us a backend it will stop itself
+    background: BackgroundBackend | None = None  # started early, on its own thread
 
     @property
     def label(self) -> str:
         return "demo backend (embedded)"
 
     async def start(self) -> None:
-        from opstui.backend.embedded import EmbeddedBackend
+        from opstui.backend.postgres import PostgresError
 
-        if self.backend is None:
-            self.backend = EmbeddedBackend(**self.options)
-        if self.backend.info is None:
-            from opstui.backend.postgres import PostgresError
+        try:
+            if self.background is not None:
+                await self.background.wait()
+                self.backend = self.background.backend
+            else:
+                if self.backend is None:
+                    from opstui.backend.embedded import EmbeddedBackend
 
-            try:
-                await self.backend.start()
-            except PostgresError as exc:
-                raise SignInError(str(exc)) from None
+                    self.backend = EmbeddedBackend(**self.options)
+                if self.backend.info is None:
+                    await self.backend.start()
+        except PostgresError as exc:
+            raise SignInError(str(exc)) from None
+        except OSError as exc:
+            raise SignInError(f"cannot start the embedded backend: {exc}") from None
         info = self.backend.info
         assert info is not None
         self.target = Target(
@@ -106,7 +115,9 @@ class EmbeddedConnector(Connector):
 
     async def close(self) -> None:
         await super().close()
-        if self.backend is not None and self.owns_backend:
+        if self.background is not None:
+            await asyncio.to_thread(self.background.stop)
+        elif self.backend is not None and self.owns_backend:
             await self.backend.stop()
 
 

@@ -235,25 +235,29 @@ class Store:
 
     async def load_identity(self) -> Identity:
         user = await self._user()
-        profile = await self._select_one("profiles", "id", user["id"])
+        # Independent reads go out together: start-up latency is round trips.
+        profile, teams, members = await asyncio.gather(
+            self._select_one("profiles", "id", user["id"]),
+            self._select_all(self.client.table("teams").select("*").order("name")),
+            self._select_all(
+                self.client.table("team_members")
+                .select("team_id, role")
+                .eq("profile_id", user["id"])
+            ),
+        )
         if profile is None:
             raise StoreError("signed in, but there is no profile for this user; ask an admin")
         tenant = await self._select_one("tenants", "id", profile.get("tenant_id"))
         tier = None
         limits: list[dict[str, Any]] = []
-        if tenant and tenant.get("subscription_tier_id"):
-            tier = await self._select_one(
-                "subscription_tiers", "id", tenant["subscription_tier_id"]
+        tier_id = (tenant or {}).get("subscription_tier_id")
+        if tier_id:
+            tier, limits = await asyncio.gather(
+                self._select_one("subscription_tiers", "id", tier_id),
+                self._select_all(
+                    self.client.table("resource_limits").select("*").eq("tier_id", tier_id)
+                ),
             )
-            limits = await self._select_all(
-                self.client.table("resource_limits")
-                .select("*")
-                .eq("tier_id", tenant["subscription_tier_id"])
-            )
-        teams = await self._select_all(self.client.table("teams").select("*").order("name"))
-        members = await self._select_all(
-            self.client.table("team_members").select("team_id, role").eq("profile_id", user["id"])
-        )
         self.identity = Identity(
             user_id=user["id"],
             email=user.get("email") or "",

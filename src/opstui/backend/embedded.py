@@ -13,12 +13,13 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from opstui import locations
 from opstui.backend.postgres import PostgresCluster
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class EmbeddedBackend:
     ssh_demo: Any = None  # the DemoSshFleet while running
     info: BackendInfo | None = None
     _cluster: PostgresCluster | None = None
-    _runner: web.AppRunner | None = None
+    _runner: web.AppRunner | None = None  # aiohttp is imported when the gateway starts
     _ctx: Any = None
     _pools: list[Any] = field(default_factory=list)
 
@@ -89,9 +90,17 @@ class EmbeddedBackend:
         await asyncio.to_thread(self._cluster.start)
         cluster = self._cluster
 
-        users = await asyncio.to_thread(self._prepare_database, cluster.conninfo())
-        if self.seed_demo and self.ssh_demo_hosts:
-            await self._start_ssh_demo(root, cluster.conninfo())
+        # Independent start-up work runs side by side: schema/seed in a thread, the demo
+        # SSH hosts on the loop (their rows are pointed at them once both are done).
+        preparing = asyncio.create_task(
+            asyncio.to_thread(self._prepare_database, cluster.conninfo())
+        )
+        try:
+            if self.seed_demo and self.ssh_demo_hosts:
+                await self._start_ssh_demo(root, cluster.conninfo(), after=preparing)
+        finally:
+            # Never stop Postgres under a schema thread that is still running.
+            users = await preparing
 
         # The secret lives beside the data it protects; ephemeral backends get a fresh one.
         secret = load_or_create_secret(root / "jwt_secret")
@@ -106,8 +115,9 @@ class EmbeddedBackend:
         )
         admin_pool = AsyncConnectionPool(cluster.conninfo(), min_size=1, max_size=4, open=False)
         self._pools = [pool, admin_pool]
-        await pool.open(wait=True, timeout=30)
-        await admin_pool.open(wait=True, timeout=30)
+        await asyncio.gather(
+            pool.open(wait=True, timeout=30), admin_pool.open(wait=True, timeout=30)
+        )
 
         ctx = GatewayContext(
             pool=pool,
@@ -119,6 +129,8 @@ class EmbeddedBackend:
         )
         self._ctx = ctx
         app = build_app(ctx)
+        from aiohttp import web
+
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=1.0
         )
@@ -138,13 +150,14 @@ class EmbeddedBackend:
         )
         return self.info
 
-    async def _start_ssh_demo(self, root: Path, conninfo: str) -> None:
+    async def _start_ssh_demo(self, root: Path, conninfo: str, *, after: asyncio.Future) -> None:
         import psycopg
 
         from opstui.backend.demo_ssh import DemoSshFleet
 
         self.ssh_demo = DemoSshFleet(root / "ssh-demo")
         await self.ssh_demo.start()
+        await after  # the demo rows must exist before they are pointed at the hosts
 
         def update() -> None:
             with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -187,6 +200,8 @@ class EmbeddedBackend:
 
         if self._runner is not None:
             return
+        from aiohttp import web
+
         self._runner = web.AppRunner(
             build_app(self._ctx), handle_signals=False, access_log=None, shutdown_timeout=1.0
         )

@@ -1,0 +1,45 @@
+"""The embedded backend on its own event-loop thread.
+
+`opstui` starts this before it imports the UI, so Postgres boots while Python
+imports Textual and supabase-py, and afterwards the gateway's work (bcrypt,
+JSON, per-subscriber RLS checks) never runs on the UI's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any
+
+from opstui.backend.embedded import BackendInfo, EmbeddedBackend
+
+
+class BackgroundBackend:
+    def __init__(self, **options: Any) -> None:
+        self.backend = EmbeddedBackend(**options)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._serve, name="opstui-backend", daemon=True)
+        self.thread.start()
+        self._started: concurrent.futures.Future[BackendInfo] = asyncio.run_coroutine_threadsafe(
+            self.backend.start(), self.loop
+        )
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def wait(self) -> BackendInfo:
+        """The backend's info once it serves (re-raises a start failure)."""
+        return await asyncio.wrap_future(self._started)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the backend and its thread. Blocking: call it from a worker thread."""
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.backend.stop(), self.loop).result(timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+            self.loop.close()
