@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from opstui.backend.postgres import process_alive
+
 SERVE_TIMEOUT = 60
 
 
@@ -42,21 +44,6 @@ def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
 def _postgres_pid(data_dir: Path) -> int:
     pid_file = data_dir / "embedded" / "pgdata" / "postmaster.pid"
     return int(pid_file.read_text().splitlines()[0])
-
-
-def _alive(pid: int) -> bool:
-    """True for a live process; a zombie (exited, not yet reaped) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _wait_until(predicate, timeout: float = 30.0) -> None:
@@ -99,7 +86,7 @@ def test_persistent_data_survives_a_restart_and_a_crash_is_recovered(tmp_path):
         # Simulate a crash: the serve process dies without cleaning up; Postgres lives on.
         proc.kill()
         proc.wait(timeout=SERVE_TIMEOUT)
-        assert _alive(pg_pid)
+        assert process_alive(pg_pid)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -110,7 +97,7 @@ def test_persistent_data_survives_a_restart_and_a_crash_is_recovered(tmp_path):
         with psycopg.connect(info["db_url"]) as conn:
             kept = conn.execute("select to_regclass('public.survives_restart')").fetchone()[0]
         assert kept == "survives_restart", "the persistent data dir keeps its data"
-        assert not _alive(pg_pid), "the crashed run's Postgres was stopped"
+        assert not process_alive(pg_pid), "the crashed run's Postgres was stopped"
         assert _stop(again) == 0
         notices = again.stderr.read()
         assert "recovered: a previous opstui run crashed" in notices

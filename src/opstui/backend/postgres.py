@@ -216,14 +216,14 @@ class PostgresCluster:
             pid = int(pid_file.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             pid = 0
-        if pid and _process_alive(pid):
+        if pid and process_alive(pid):
             # We hold the lock, so no live opstui owns this server: a previous run crashed.
             self.notices.append(
                 f"recovered: a previous opstui run crashed and left PostgreSQL (pid {pid}) running; "
                 "stopped it and started afresh"
             )
             result = self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30", check=False)
-            if result.returncode != 0 and _process_alive(pid):
+            if result.returncode != 0 and process_alive(pid):
                 os.kill(pid, signal.SIGQUIT)
                 _wait_for_exit(pid, 10)
         else:
@@ -281,7 +281,7 @@ def _ensure_traversable(path: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True for a live process; a zombie (exited, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
@@ -299,7 +299,7 @@ def _process_alive(pid: int) -> bool:
 
 def _wait_for_exit(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _process_alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         time.sleep(0.05)
 
 
