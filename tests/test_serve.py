@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -44,13 +43,6 @@ def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
 def _postgres_pid(data_dir: Path) -> int:
     pid_file = data_dir / "embedded" / "pgdata" / "postmaster.pid"
     return int(pid_file.read_text().splitlines()[0])
-
-
-def _wait_until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -131,7 +123,10 @@ def test_a_busy_port_is_a_one_line_error(tmp_path):
         proc = _serve("--ephemeral", "--port", str(port), data_dir=tmp_path)
         out, err = proc.communicate(timeout=SERVE_TIMEOUT)
     assert proc.returncode == 1
-    assert err.strip() == f"opstui: port {port} on 127.0.0.1 is already in use; pick another with --port"
+    assert (
+        err.strip()
+        == f"opstui: port {port} on 127.0.0.1 is already in use; pick another with --port"
+    )
 
 
 def test_bad_flags_are_usage_errors_not_tracebacks(tmp_path):
