@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -21,7 +22,7 @@ from opstui.views import to_yaml
 
 
 def related_rows(
-    store: Store, spec: ResourceSpec, row: dict[str, Any]
+    store: Store, spec: ResourceSpec, row: dict[str, Any], extra: dict[str, list] | None = None
 ) -> list[tuple[str, list[dict], tuple[str, ...]]]:
     """(title, rows, columns) sections for a row's relations, from the live store."""
     sections: list[tuple[str, list[dict], tuple[str, ...]]] = []
@@ -63,36 +64,45 @@ def related_rows(
         jobs = [j for j in store.rows("cicd_jobs") if j.get("provider_id") == row["id"]]
         sections.append(("Jobs", jobs, ("name", "external_id", "description")))
     elif spec.table == "teams":
+        # The active team's members are live in the store; another team's are fetched
+        # on demand (`extra`, loaded by DetailScreen) since the store holds one team.
         people = {p["id"]: p for p in store.rows("profiles")}
-        if row["id"] == store.team_id:
-            members = [
-                {**m, "email": people.get(m["profile_id"], {}).get("email", m["profile_id"])}
-                for m in store.rows("team_members")
+        active = row["id"] == store.team_id
+        source = {
+            "team_members": store.rows("team_members") if active else None,
+            "permission_matrix": store.rows("permission_matrix") if active else None,
+        }
+        for table in source:
+            if source[table] is None:
+                source[table] = (extra or {}).get(table, [])
+
+        def named(rows: list[dict]) -> list[dict]:
+            return [
+                {**r, "email": people.get(r["profile_id"], {}).get("email", r["profile_id"])}
+                for r in rows
             ]
-            sections.append(("Members", members, ("email", "role")))
-            perms = [
-                {**p, "email": people.get(p["profile_id"], {}).get("email", p["profile_id"])}
-                for p in store.rows("permission_matrix")
-            ]
-            sections.append(
+
+        sections.append(("Members", named(source["team_members"]), ("email", "role")))
+        sections.append(
+            (
+                "Permissions",
+                sorted(
+                    named(source["permission_matrix"]),
+                    key=lambda p: (p["email"], p["resource_type"]),
+                ),
                 (
-                    "Permissions",
-                    sorted(perms, key=lambda p: (p["email"], p["resource_type"])),
-                    (
-                        "email",
-                        "resource_type",
-                        "can_select",
-                        "can_insert",
-                        "can_update",
-                        "can_delete",
-                        "can_execute",
-                        "can_update_own",
-                        "can_delete_own",
-                    ),
-                )
+                    "email",
+                    "resource_type",
+                    "can_select",
+                    "can_insert",
+                    "can_update",
+                    "can_delete",
+                    "can_execute",
+                    "can_update_own",
+                    "can_delete_own",
+                ),
             )
-        else:
-            sections.append(("Members", [], ("email",)))
+        )
     return sections
 
 
@@ -111,6 +121,11 @@ class DetailScreen(OpsScreen):
         Binding("escape", "back", "Back", id="detail.back"),
         Binding("y", "toggle_raw", "Raw YAML/JSON", id="detail.raw"),
         Binding("J", "toggle_format", "JSON ⇄ YAML", id="detail.format"),
+        # Hosts only (see check_action): SFTP through the host's SSH panel.
+        Binding("u", "transfer('upload')", "Upload", id="detail.upload"),
+        Binding("d", "transfer('download')", "Download", id="detail.download"),
+        Binding("u", "denied_transfer", show=False),
+        Binding("d", "denied_transfer", show=False),
     ]
 
     def __init__(self, spec: ResourceSpec, key: str, *, raw: bool = False) -> None:
@@ -119,17 +134,37 @@ class DetailScreen(OpsScreen):
         self.key = key
         self.raw = raw
         self.format = "yaml"
+        self._extra: dict[str, list] = {}
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
             yield Static(id="detail-body")
+            if self.spec.table == "hosts":
+                from opstui.ui.widgets.host_ssh import HostSshPanel
+
+                yield HostSshPanel(self.key, id="host-ssh")
 
     def store_ready(self) -> None:
+        self.render_row()
+        if self.spec.table == "teams" and self.store and self.key != self.store.team_id:
+            self.load_team_members()
+
+    @work(exclusive=True, group="detail", exit_on_error=False)
+    async def load_team_members(self) -> None:
+        """Another team's members and permissions (RLS shows them only to its members)."""
+        client = self.store.client
+        extra = {}
+        for table in ("team_members", "permission_matrix"):
+            result = await client.table(table).select("*").eq("team_id", self.key).execute()
+            extra[table] = result.data or []
+        self._extra = extra
         self.render_row()
 
     def on_store_event(self, event: StoreEvent) -> None:
         if isinstance(event, RowChanged):
             self.render_row()
+            if event.table == "hosts" and event.key == self.key:
+                self._host_changed()
 
     def render_row(self) -> None:
         store = self.store
@@ -157,7 +192,7 @@ class DetailScreen(OpsScreen):
         for name in sorted(row):
             fields.add_row(name, _cell(row[name]))
         parts: list[Any] = [fields]
-        for title, rows, columns in related_rows(store, self.spec, row):
+        for title, rows, columns in related_rows(store, self.spec, row, self._extra):
             section = Table(title=f"{title} ({len(rows)})", title_justify="left", expand=True)
             for column in columns:
                 section.add_column(column.upper())
@@ -178,3 +213,32 @@ class DetailScreen(OpsScreen):
         self.raw = True
         self.format = "json" if self.format == "yaml" else "yaml"
         self.render_row()
+
+    # -- hosts: health, audit trail and files (widgets/host_ssh.py) ---------------------------
+
+    def _host_changed(self) -> None:
+        for panel in self.query("#host-ssh"):
+            panel.show_health()  # type: ignore[attr-defined]
+            panel.load_trail()  # type: ignore[attr-defined]
+
+    def _transfer_decision(self):
+        from opstui.store import Decision
+
+        row = self.store.row("hosts", self.key) if self.store else None
+        if self.spec.table != "hosts" or row is None:
+            return Decision(False, "only hosts have files")
+        return self.store.can("hosts", "execute", row)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "transfer":
+            return self._transfer_decision().allowed
+        if action == "denied_transfer":
+            return self.spec.table == "hosts"
+        return True
+
+    def action_transfer(self, direction: str) -> None:
+        self.query_one("#host-ssh").ask_transfer(direction)  # type: ignore[attr-defined]
+
+    def action_denied_transfer(self) -> None:
+        reason = self._transfer_decision().reason
+        self.notify(f"Not allowed: {reason}.", title="Files", severity="warning")

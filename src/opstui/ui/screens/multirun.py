@@ -2,13 +2,17 @@
 
 The SSH layer's `run_command` does the work in a worker; its event batches
 come back as `RunProgressed` messages. Output lines wait in a bounded queue
-per host and reach the log at most `FLUSH_FPS` times a second, as one write:
-a host streaming heavy output cannot freeze the UI, and cannot push the other
-hosts' lines out (each host keeps at most `PENDING_PER_HOST` unshown lines;
-the rest are counted and reported as skipped). The log itself keeps
-`LOG_LINES` lines.
+per host and reach the log at most `FLUSH_FPS` times a second, in one write.
+The log (`OutputLog`) stores plain tuples and renders only the lines on
+screen, so a host streaming heavy output cannot freeze the UI; a host that
+outruns even that loses its oldest unshown lines (each host keeps at most
+`PENDING_PER_HOST`, the rest are counted and reported as skipped), and can
+never push another host's unshown lines out. The log keeps `LOG_LINES` lines;
+each host's last `TAIL_PER_HOST` lines are kept apart for the one-host view.
 
-Keys: escape or ctrl+c cancels what is still running (escape again goes back).
+Keys: escape or ctrl+c cancels what is still running (escape again goes back);
+f shows only the host highlighted in the status table (its last
+`TAIL_PER_HOST` lines), f again shows every host.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Input, Label, RichLog
+from textual.widgets import DataTable, Input, Label
 
 from opstui.ssh.exec import (
     Event,
@@ -40,9 +44,11 @@ from opstui.ssh.exec import (
 from opstui.ssh.target import SshTarget
 from opstui.ui.screens.base import OpsScreen
 from opstui.ui.ssh_bridge import ssh_for
+from opstui.ui.widgets.output_log import OutputLog
 
 FLUSH_FPS = 20
-PENDING_PER_HOST = 400
+PENDING_PER_HOST = 5000
+TAIL_PER_HOST = 1000  # lines kept per host, for the one-host view (f)
 LOG_LINES = 5000
 MAX_LINE = 2000  # characters shown of one line
 
@@ -120,12 +126,14 @@ class HostLane:
     lines: int = 0
     skipped: int = 0
     pending: deque = field(default_factory=lambda: deque(maxlen=PENDING_PER_HOST))
+    tail: deque = field(default_factory=lambda: deque(maxlen=TAIL_PER_HOST))
 
 
 class MultiRunScreen(OpsScreen):
     BINDINGS = [
         Binding("escape", "cancel_or_back", "Cancel / back", id="multirun.cancel_or_back"),
         Binding("ctrl+c", "cancel", "Cancel", id="multirun.cancel"),
+        Binding("f", "only_host", "One host / all", id="multirun.only_host"),
     ]
 
     def __init__(self, rows: list[dict[str, Any]], command: str) -> None:
@@ -152,11 +160,12 @@ class MultiRunScreen(OpsScreen):
         self._flush_scheduled = False
         self._last_flush = 0.0
         self._status_changed: set[str] = set()
+        self.only: str | None = None  # show one host's output (f)
 
     def compose_body(self) -> ComposeResult:
         yield Label(Text.assemble(("$ ", "dim"), (self.command, "bold")), id="multirun-command")
         yield DataTable(id="multirun-status", cursor_type="row", zebra_stripes=True)
-        yield RichLog(id="multirun-log", max_lines=LOG_LINES, wrap=False, markup=False)
+        yield OutputLog(id="multirun-log", max_lines=LOG_LINES)
         yield Label("", id="multirun-summary")
 
     def on_mount(self) -> None:
@@ -173,10 +182,9 @@ class MultiRunScreen(OpsScreen):
             table.add_column(label, key=key)
         for lane in self.lanes.values():
             table.add_row(*self._cells(lane), key=lane.name)
-        log = self.query_one(RichLog)
+        log = self.query_one(OutputLog)
         log.border_title = f"output · {len(self.lanes)} host(s)"
-        for problem in self.problems:
-            log.write(Text(problem, style="bold red"))
+        log.write_lines(("", "", problem, "stderr") for problem in self.problems)
         self._show_summary()
         if self.targets:
             self.start()
@@ -191,7 +199,7 @@ class MultiRunScreen(OpsScreen):
         bridge = ssh_for(self.app)
         try:
             self.run = run_command(bridge.pool, self.targets, self.command, audit=bridge.audit)
-            async for batch in self.run.batches():
+            async for batch in self.run.batches(max_events=32):  # <= 2 MB a message
                 self.post_message(RunProgressed(batch))
         except Exception as exc:  # noqa: BLE001 - one line, never a traceback
             self.post_message(RunCrashed(f"{type(exc).__name__}: {exc}"))
@@ -205,11 +213,15 @@ class MultiRunScreen(OpsScreen):
                 if lane is None:
                     continue
                 text = event.text[:-1] if event.text.endswith("\n") else event.text
-                for line in text.split("\n"):
-                    if len(lane.pending) == lane.pending.maxlen:
-                        lane.skipped += 1
-                    lane.pending.append((next(self._seq), event.stream, line))
-                    lane.lines += 1
+                lines = text.split("\n")
+                lane.lines += len(lines)
+                seq = next(self._seq)  # one per event: the sort is stable within it
+                lane.tail.extend((event.stream, line) for line in lines[-TAIL_PER_HOST:])
+                room = PENDING_PER_HOST - len(lane.pending)
+                if len(lines) > room:
+                    lane.skipped += len(lines) - max(room, 0)
+                    lines = lines[-PENDING_PER_HOST:]
+                lane.pending.extend((seq, event.stream, line) for line in lines)
                 changed.add(event.host)
             elif isinstance(event, HostStarted):
                 lane = self.lanes.get(event.host)
@@ -250,32 +262,21 @@ class MultiRunScreen(OpsScreen):
         self._flush_scheduled = False
         self._last_flush = time.monotonic()
         lines: list[tuple[int, HostLane, str, str]] = []
-        notes: list[Text] = []
+        notes: list[tuple[HostLane, str, str]] = []
         for lane in self.lanes.values():
+            if self.only is not None and lane.name != self.only:
+                lane.pending.clear()
+                lane.skipped = 0
+                continue
             if lane.skipped:
-                notes.append(
-                    Text(
-                        f"{lane.name:<{self.width}} │ … {lane.skipped} lines skipped "
-                        "(output faster than the screen; the log keeps the newest)",
-                        style=f"italic {lane.colour}",
-                    )
-                )
+                notes.append((lane, "note", f"… {lane.skipped} lines skipped"))
                 lane.skipped = 0
             while lane.pending:
                 seq, stream, line = lane.pending.popleft()
                 lines.append((seq, lane, stream, line))
         lines.sort(key=lambda item: item[0])
         if notes or lines:
-            out = Text(no_wrap=True, end="")
-            for note in notes:
-                out.append_text(note)
-                out.append("\n")
-            for _, lane, stream, line in lines:
-                out.append(f"{lane.name:<{self.width}} │ ", style=f"bold {lane.colour}")
-                out.append(line[:MAX_LINE], style="red" if stream == "stderr" else "")
-                out.append("\n")
-            out.rstrip()
-            self.query_one(RichLog).write(out)
+            self._write([*notes, *((lane, stream, line) for _, lane, stream, line in lines)])
         changed, self._status_changed = self._status_changed, set()
         table = self.query_one(DataTable)
         for name in changed:
@@ -287,6 +288,30 @@ class MultiRunScreen(OpsScreen):
             ):
                 table.update_cell(name, key, value)
         self._show_summary()
+
+    def _write(self, lines: list[tuple[HostLane, str, str]]) -> None:
+        width = self.width
+        self.query_one(OutputLog).write_lines(
+            (f"{lane.name:<{width}} │ ", f"bold {lane.colour}", line[:MAX_LINE], stream)
+            for lane, stream, line in lines
+        )
+
+    def action_only_host(self) -> None:
+        """Show only the highlighted host's output (its kept tail), or every host again."""
+        table = self.query_one(DataTable)
+        log = self.query_one(OutputLog)
+        if self.only is None and table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            self.only = str(key)
+            lane = self.lanes[self.only]
+            log.clear()
+            log.border_title = f"output · only {lane.name} (f: all hosts)"
+            self._write([(lane, stream, line) for stream, line in lane.tail])
+        else:
+            self.only = None
+            log.clear()
+            log.border_title = f"output · {len(self.lanes)} host(s)"
+            log.write_lines([("", "", "(f on a host shows its last lines)", "note")])
 
     def _cells(self, lane: HostLane) -> tuple[Any, ...]:
         return (

@@ -6,6 +6,8 @@ host and the session's state (connecting, open, exited N, failed). Keys while
 a terminal has focus go to the host; ctrl+] hands them back to opstui (the tab
 bar gets focus), then: enter/i types in the session again, w closes it,
 left/right move between tabs, and the number keys switch views as usual.
+Once a session has ended (or failed to open) its tab takes opstui's keys
+directly: w closes it, R reconnects.
 
 Every session is audited through the SSH layer (`PtySession(audit=...)`
 records one 'session' row at close: start, duration, exit status).
@@ -164,7 +166,7 @@ class SessionsScreen(OpsScreen):
         session.state = "failed"
         session.error = str(message.error)
         session.view.feed(f"\x1b[1;31m{message.error}\x1b[0m\r\n".encode())
-        session.view.feed(b"\r\nctrl+] then w closes this tab, R tries again.\r\n")
+        session.view.feed(b"\r\nw closes this tab, R tries again.\r\n")
         self._retitle(session)
         self.refresh_bindings()
         if isinstance(message.error, HostKeyChanged):
@@ -201,7 +203,10 @@ class SessionsScreen(OpsScreen):
         session.state = f"exited {status}" if status is not None else "closed"
         if dropped and status is None:
             session.state = "dropped"
-        note = f"[session ended: {session.state}{' · ' + dropped if dropped else ''}]"
+        note = (
+            f"[session ended: {session.state}{' · ' + dropped if dropped else ''}]"
+            " w closes this tab, R reconnects"
+        )
         session.view.feed(f"\r\n\x1b[7m{note}\x1b[0m\r\n".encode())
         self._retitle(session)
         self.refresh_bindings()

@@ -523,6 +523,8 @@ class TerminalView(Widget, can_focus=True):
     async def _on_key(self, event: events.Key) -> None:
         if event.key in self._own_keys():
             return  # the binding handles it
+        if self.session is None or self.ended:
+            return  # nothing to type into: the keys are opstui's (w closes, R reconnects)
         sequence = key_sequence(
             event.key, event.character, app_cursor=DECCKM in self.screen_model.mode
         )
