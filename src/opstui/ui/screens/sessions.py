@@ -90,7 +90,8 @@ class SessionsScreen(OpsScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(
-            "No sessions yet. Press 2 for the hosts, then s on a host to open a shell here.",
+            "No sessions yet. Press 2 for the hosts, then s on a host to open a shell here.\n"
+            "In a session every key goes to the host; ctrl+] gives the keys back to opstui.",
             id="sessions-empty",
         )
         yield TabbedContent(id="sessions-tabs", classes="hidden")
