@@ -166,6 +166,32 @@ async def test_help_lists_the_keys_of_the_current_screen(backend):
         await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
 
 
+async def test_teams_view_shows_members_and_switches_team(backend, backend_info):
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("1")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ResourceScreen) and len(_table(app).view) >= 2
+        )
+        table = _table(app)
+        payments = _team_id(backend_info, "Payments")
+        assert table.move_to(payments)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen))
+        # Payments is not the active team: its members are fetched on demand.
+        await wait_for(
+            pilot, lambda: "tester@acme.test" in text_of(app.screen.query_one("#detail-body"))
+        )
+        assert "Permissions" in text_of(app.screen.query_one("#detail-body"))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        assert table.move_to(payments)
+        await pilot.pause()
+        await pilot.press("u")
+        await wait_for(pilot, lambda: app.store.team_id == payments, what="team switched with u")
+
+
 async def test_palette_switches_team(backend, backend_info):
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -339,3 +365,119 @@ async def test_recovers_after_the_backend_restarts_and_resyncs(backend, backend_
             )
         finally:
             _db(backend_info, "delete from hosts where name = %s", (name,))
+
+
+async def test_create_through_the_form_arrives_live_and_delete_asks_first(backend, backend_info):
+    from textual.widgets import Input
+
+    app = make_app(backend)
+    name = f"form-{uuid.uuid4().hex[:6]}"
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        table = _table(app)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen")
+        form = app.screen
+        form.query_one("#field-name", Input).value = name
+        form.query_one("#field-ip", Input).value = "192.0.2.250"
+        form.query_one("#field-port", Input).value = "2222"
+        form.query_one("#field-password", Input).value = "s3cret-from-form"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen), what="form closed")
+        # The new row comes back through realtime, like anyone else's change.
+        await wait_for(pilot, lambda: name in {r["name"] for r in table.view.rows.values()})
+        row = next(r for r in table.view.rows.values() if r["name"] == name)
+        assert row["port"] == 2222 and row["password"] is None  # the secret was moved away
+        assert (
+            _db(
+                backend_info,
+                "select count(*) from private.host_secrets where host_id = %s",
+                (row["id"],),
+            )[0][0]
+            == 1
+        )
+
+        assert table.move_to(row["id"])
+        await pilot.pause()
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        assert name in text_of(app.screen.query_one("#question"))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        assert _db(backend_info, "select 1 from hosts where id = %s", (row["id"],)), "kept on no"
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: row["id"] not in table.view.rows, what="deleted row gone")
+        assert not _db(backend_info, "select 1 from hosts where id = %s", (row["id"],))
+
+
+async def test_a_server_refusal_is_shown_in_the_form_and_keeps_the_input(backend, backend_info):
+    from textual.widgets import Input
+
+    core = _team_id(backend_info, "Core")
+    used = _db(
+        backend_info,
+        "select count(*) from hosts h join teams t on t.id = h.team_id where t.tenant_id ="
+        " (select tenant_id from teams where id = %s)",
+        (core,),
+    )[0][0]
+    (limit,) = _db(
+        backend_info,
+        "select rl.max_count from resource_limits rl join tenants t on t.subscription_tier_id = rl.tier_id"
+        " join teams tm on tm.tenant_id = t.id where tm.id = %s and rl.resource_type = 'hosts'",
+        (core,),
+    )[0]
+    filler = f"fill-{uuid.uuid4().hex[:6]}"
+    for i in range(limit - used):  # bring Globex to its host limit
+        _db(
+            backend_info,
+            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.1', %s)",
+            (f"{filler}-{i}", core),
+        )
+    app = make_app(backend, "ops@globex.test")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("2")
+            await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+            await pilot.press("c")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen")
+            form = app.screen
+            form.query_one("#field-name", Input).value = "one-too-many"
+            form.query_one("#field-ip", Input).value = "192.0.2.251"
+            await pilot.press("ctrl+s")
+            await wait_for(
+                pilot, lambda: "resource limit reached" in text_of(form.query_one("#form-error"))
+            )
+            assert app.screen is form, "the form stays open"
+            assert form.query_one("#field-name", Input).value == "one-too-many"
+            assert form.query_one("#field-ip", Input).value == "192.0.2.251"
+    finally:
+        _db(backend_info, "delete from hosts where name like %s", (f"{filler}-%",))
+
+
+async def test_pinning_moves_a_repository_first(backend, backend_info):
+    app = make_app(backend, "dev@acme.test")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("3")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, ResourceScreen) and len(_table(app).view) > 2
+        )
+        table = _table(app)
+        await pilot.press("end")
+        last = table.current_key
+        assert last not in table.view.pinned
+        assert "pin" in _footer_actions(app)
+        await pilot.press("p")
+        await wait_for(
+            pilot, lambda: last in table.view.pinned, what="pin arrives through realtime"
+        )
+        assert table.view.index_of(last) < len(table.view.pinned)
+        assert table.move_to(last)
+        await pilot.pause()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: last not in table.view.pinned, what="unpinned")
