@@ -123,6 +123,8 @@ class ResourceTable(ScrollView, can_focus=True):
         self.view = TableView(spec.columns, key_of=spec.key_of, clock=clock)
         self._widths = [max(len(c.label), c.width or 0, 4) for c in spec.columns]
         self._highlighted: str | None = None
+        self._resolved_component_styles: dict[str, Any] = {}
+        self._warming: Any = None  # the interval timer preparing filter text, if running
         self.marked: set[str] = set()  # multi-selection (space, ctrl+a), kept across filters
         if spec.order_by in {c.key for c in spec.columns} or spec.order_by:
             self.view.sort_column = spec.order_by
@@ -136,6 +138,15 @@ class ResourceTable(ScrollView, can_focus=True):
         self.view.set_rows(rows)
         self._measure()
         self._after_change(keep)
+        if len(rows) > 2000 and self._warming is None:
+            # Prepare the filter's text in small slices between frames, so the first
+            # keystroke on a big table is a scan, and the UI never stalls meanwhile.
+            self._warming = self.set_interval(0.01, self._warm_search)
+
+    def _warm_search(self) -> None:
+        if self.view.warm_search() and self._warming is not None:
+            self._warming.stop()
+            self._warming = None
 
     def apply_change(self, key: str, row: dict[str, Any] | None) -> None:
         keep = self.current_key
@@ -249,6 +260,23 @@ class ResourceTable(ScrollView, can_focus=True):
 
     # -- rendering --------------------------------------------------------------------------
 
+    @property
+    def _base_style(self):
+        # `rich_style` walks the DOM each time; resolve it once per style change.
+        return self._component_style("")
+
+    def _component_style(self, name: str):
+        """Component styles, resolved once per theme/CSS change rather than per cell."""
+        style = self._resolved_component_styles.get(name)
+        if style is None:
+            resolved = self.get_component_rich_style(name) if name else self.rich_style
+            style = self._resolved_component_styles[name] = resolved
+        return style
+
+    def notify_style_update(self) -> None:
+        self._resolved_component_styles.clear()
+        super().notify_style_update()
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
@@ -257,12 +285,12 @@ class ResourceTable(ScrollView, can_focus=True):
         else:
             index = scroll_y + y - 1
             if index >= len(self.view):
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, self._base_style)
             strip = self._row_strip(index)
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return strip.crop_extend(scroll_x, scroll_x + width, self._base_style)
 
     def _header_strip(self) -> Strip:
-        style = self.get_component_rich_style("resource-table--header")
+        style = self._component_style("resource-table--header")
         segments = [Segment(" ", style)]
         for column, width in zip(self.spec.columns, self._widths, strict=True):
             label = column.label
@@ -275,14 +303,14 @@ class ResourceTable(ScrollView, can_focus=True):
         key = self.view.key_at(index)
         row = self.view.rows[key]
         now: datetime = self.view.clock()
-        base = self.rich_style
+        base = self._base_style
         if key in self.view.pinned:
-            base = base + self.get_component_rich_style("resource-table--pinned")
+            base = base + self._component_style("resource-table--pinned")
         marked = key in self.marked
         if marked:
-            base = base + self.get_component_rich_style("resource-table--marked")
+            base = base + self._component_style("resource-table--marked")
         cursor = index == self.cursor
-        cursor_style = self.get_component_rich_style("resource-table--cursor") if cursor else None
+        cursor_style = self._component_style("resource-table--cursor") if cursor else None
         segments = [Segment("●" if marked else " ", cursor_style or base)]
         for column, width in zip(self.spec.columns, self._widths, strict=True):
             text = format_cell(column, row, now)
@@ -290,7 +318,7 @@ class ResourceTable(ScrollView, can_focus=True):
             if column.kind == "status" and text:
                 status_class = STATUS_CLASSES.get(text.lower())
                 if status_class:
-                    style = base + self.get_component_rich_style(f"resource-table--{status_class}")
+                    style = base + self._component_style(f"resource-table--{status_class}")
             if cursor_style is not None:
                 style = style + cursor_style
             segments.append(Segment(_fit(text, width), style))
