@@ -17,6 +17,7 @@ f shows only the host highlighted in the status table (its last
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import deque
@@ -47,6 +48,7 @@ from opstui.ui.ssh_bridge import ssh_for
 from opstui.ui.widgets.output_log import OutputLog
 
 FLUSH_FPS = 20
+STATUS_EVERY = 0.5  # seconds between status-table refreshes of mere line counts
 PENDING_PER_HOST = 5000
 TAIL_PER_HOST = 1000  # lines kept per host, for the one-host view (f)
 LOG_LINES = 5000
@@ -102,11 +104,17 @@ class RunPrompt(ModalScreen[str | None]):
 
 
 class RunProgressed(Message):
-    """Events from the SSH run arrived (already coalesced per host and stream)."""
+    """Events from the SSH run arrived (already coalesced per host and stream).
 
-    def __init__(self, events: list[Event]) -> None:
+    The worker waits for `handled` before taking the next batch: the UI paces the
+    run (the SSH layer's bounded queue and flow control hold the rest), and the
+    screen never faces a backlog of messages that it would process in one go.
+    """
+
+    def __init__(self, events: list[Event], handled: asyncio.Event) -> None:
         super().__init__()
         self.events = events
+        self.handled = handled
 
 
 class RunCrashed(Message):
@@ -160,6 +168,9 @@ class MultiRunScreen(OpsScreen):
         self._flush_scheduled = False
         self._last_flush = 0.0
         self._status_changed: set[str] = set()
+        self._status_shown: dict[str, tuple[Any, ...]] = {}
+        self._status_at = 0.0
+        self._summary_shown = ""
         self.only: str | None = None  # show one host's output (f)
 
     def compose_body(self) -> ComposeResult:
@@ -200,14 +211,22 @@ class MultiRunScreen(OpsScreen):
         try:
             self.run = run_command(bridge.pool, self.targets, self.command, audit=bridge.audit)
             async for batch in self.run.batches(max_events=32):  # <= 2 MB a message
-                self.post_message(RunProgressed(batch))
+                handled = asyncio.Event()
+                self.post_message(RunProgressed(batch, handled))
+                await handled.wait()
         except Exception as exc:  # noqa: BLE001 - one line, never a traceback
             self.post_message(RunCrashed(f"{type(exc).__name__}: {exc}"))
 
     @on(RunProgressed)
     def _progressed(self, message: RunProgressed) -> None:
+        try:
+            self._take(message.events)
+        finally:
+            message.handled.set()
+
+    def _take(self, events: list[Event]) -> None:
         changed: set[str] = set()
-        for event in message.events:
+        for event in events:
             if isinstance(event, Output):
                 lane = self.lanes.get(event.host)
                 if lane is None:
@@ -277,17 +296,40 @@ class MultiRunScreen(OpsScreen):
         lines.sort(key=lambda item: item[0])
         if notes or lines:
             self._write([*notes, *((lane, stream, line) for _, lane, stream, line in lines)])
-        changed, self._status_changed = self._status_changed, set()
+        self._update_status()
+        self._show_summary()
+
+    def _update_status(self) -> None:
+        """Repaint changed status rows; line counts alone at most every STATUS_EVERY s.
+
+        Every DataTable update drops its render cache, and a repaint of the table is
+        the costliest thing on this screen.
+        """
+        now = time.monotonic()
+        counts_due = now - self._status_at >= STATUS_EVERY or self.finished
         table = self.query_one(DataTable)
-        for name in changed:
+        keep: set[str] = set()
+        for name in self._status_changed:
             lane = self.lanes[name]
-            for key, value in zip(
+            cells = self._cells(lane)
+            shown = self._status_shown.get(name)
+            if shown is not None and shown[:3] == cells_key(cells)[:3] and not counts_due:
+                keep.add(name)  # only the line count moved: later
+                continue
+            for key, value, old in zip(
                 ("host", "state", "exit", "duration", "lines", "error"),
-                self._cells(lane),
+                cells,
+                shown or (None,) * 6,
                 strict=True,
             ):
-                table.update_cell(name, key, value)
-        self._show_summary()
+                if str(value) != old:
+                    table.update_cell(name, key, value)
+            self._status_shown[name] = cells_key(cells)
+        if counts_due:
+            self._status_at = now
+        self._status_changed = keep
+        if keep:
+            self._schedule_flush()
 
     def _write(self, lines: list[tuple[HostLane, str, str]]) -> None:
         width = self.width
@@ -324,15 +366,21 @@ class MultiRunScreen(OpsScreen):
         )
 
     def _show_summary(self) -> None:
-        label = self.query_one("#multirun-summary", Label)
         if self.finished:
-            label.update(Text(f"done: {self.summary_line}", style="bold"))
-            return
-        done = sum(1 for lane in self.lanes.values() if lane.state not in ("queued", "running"))
-        what = "cancelling…" if self.cancelling else "esc/ctrl+c cancels"
-        label.update(f"running: {done} of {len(self.lanes)} finished · {what}")
+            text = f"done: {self.summary_line}"
+        else:
+            done = sum(1 for lane in self.lanes.values() if lane.state not in ("queued", "running"))
+            what = "cancelling…" if self.cancelling else "esc/ctrl+c cancels"
+            text = f"running: {done} of {len(self.lanes)} finished · {what}"
+        if text != self._summary_shown:  # a label update costs a layout
+            self._summary_shown = text
+            self.query_one("#multirun-summary", Label).update(text)
 
     # -- keys -------------------------------------------------------------------------------
+
+    def on_unmount(self) -> None:
+        if self.run is not None and not self.finished:
+            self.run.cancel()  # leaving the screen stops what still runs
 
     def action_cancel(self) -> None:
         if self.run is not None and not self.finished and not self.cancelling:
@@ -345,3 +393,8 @@ class MultiRunScreen(OpsScreen):
             self.app.pop_screen()
         else:
             self.action_cancel()
+
+
+def cells_key(cells: tuple[Any, ...]) -> tuple[str, ...]:
+    """The status cells as strings, in order: host, state, exit, duration, lines, error."""
+    return tuple(str(cell) for cell in cells)
