@@ -147,7 +147,7 @@ def _run_tui(profile: str | None, team: str | None) -> int:
         # so Postgres starts while the UI and supabase-py are imported below.
         from opstui.backend.background import BackgroundBackend
 
-        background = BackgroundBackend()
+        background = BackgroundBackend(defer_ssh_demo=True)
     from opstui.connect import Connector, EmbeddedConnector
     from opstui.session import Target
 

@@ -75,7 +75,8 @@ RESOURCES: dict[str, ResourceSpec] = {
             permission_type="hosts",
             hotkey="2",
             writable=True,
-            executable=True,
+            # Executing on hosts is SSH: the hosts screen's own keys (s, r, n) cover it.
+            executable=False,
             columns=(
                 Column("name", "NAME", width=22),
                 Column("status", "STATUS", "status"),

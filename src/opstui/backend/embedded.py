@@ -54,6 +54,10 @@ class EmbeddedBackend:
     demo_now: datetime | None = None
     access_token_ttl: int = 3600
     ssh_demo_hosts: bool = True  # start the demo SSH hosts (backend/demo_ssh.py) with the demo data
+    # Start the demo SSH hosts after the gateway serves (their rows update live), so the
+    # TUI's first frame does not wait for them. Tests that use them keep the default.
+    defer_ssh_demo: bool = False
+    _ssh_demo_task: asyncio.Task | None = None
     ssh_demo: Any = None  # the DemoSshFleet while running
     info: BackendInfo | None = None
     _cluster: PostgresCluster | None = None
@@ -96,7 +100,7 @@ class EmbeddedBackend:
             asyncio.to_thread(self._prepare_database, cluster.conninfo())
         )
         try:
-            if self.seed_demo and self.ssh_demo_hosts:
+            if self.seed_demo and self.ssh_demo_hosts and not self.defer_ssh_demo:
                 await self._start_ssh_demo(root, cluster.conninfo(), after=preparing)
         finally:
             # Never stop Postgres under a schema thread that is still running.
@@ -148,6 +152,12 @@ class EmbeddedBackend:
             users=users,
             notices=list(cluster.notices),
         )
+        if self.seed_demo and self.ssh_demo_hosts and self.defer_ssh_demo:
+            self._ssh_demo_task = asyncio.create_task(
+                self._start_ssh_demo(root, cluster.conninfo(), after=preparing),
+                name="opstui-demo-ssh",
+            )
+            self._ssh_demo_task.add_done_callback(_log_failure)
         return self.info
 
     async def _start_ssh_demo(self, root: Path, conninfo: str, *, after: asyncio.Future) -> None:
@@ -215,6 +225,11 @@ class EmbeddedBackend:
         await self.start_gateway()
 
     async def stop(self) -> None:
+        if self._ssh_demo_task is not None:
+            task, self._ssh_demo_task = self._ssh_demo_task, None
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if self.ssh_demo is not None:
             fleet, self.ssh_demo = self.ssh_demo, None
             await fleet.stop()
@@ -227,6 +242,11 @@ class EmbeddedBackend:
         if self._cluster is not None:
             cluster, self._cluster = self._cluster, None
             await asyncio.to_thread(cluster.stop)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("the demo SSH hosts did not start: %s", task.exception())
 
 
 def _bind(port: int) -> socket.socket:
