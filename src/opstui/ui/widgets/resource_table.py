@@ -40,6 +40,11 @@ STATUS_CLASSES = {
     "scheduled": "wait",
     "idle": "wait",
     "cancelled": "gone",
+    # SSH health results (see ssh/health.py)
+    "auth_failed": "bad",
+    "host_key_changed": "bad",
+    "timeout": "bad",
+    "host_key_unknown": "wait",
 }
 
 GAP = 2
