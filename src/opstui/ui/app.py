@@ -290,7 +290,7 @@ class OpsApp(App):
         """Request a run: a deployment goes back to pending, for the runner to pick up."""
         assert self.store is not None
         if spec.table != "deployments":
-            self.notify("SSH sessions to hosts arrive with the SSH work", severity="warning")
+            self.notify(f"{spec.title} cannot be run from here", severity="warning")
             return
         try:
             await self.store.update(
