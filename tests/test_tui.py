@@ -481,3 +481,48 @@ async def test_pinning_moves_a_repository_first(backend, backend_info):
         await pilot.pause()
         await pilot.press("p")
         await wait_for(pilot, lambda: last not in table.view.pinned, what="unpinned")
+
+
+async def test_periodic_health_checks_write_status_without_prompting(backend, backend_info):
+    """Background checks never ask about host keys: an unknown key becomes the host's status."""
+    app = make_app(backend)
+    app.health_interval = 0.5
+    team = _team_id(backend_info, "Platform")
+    # The checks rewrite every team host's status; put them back afterwards.
+    before = _db(
+        backend_info,
+        "select id, status, last_checked_at, health from hosts where team_id = %s",
+        (team,),
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        lab = [r for r in app.store.rows("hosts") if r["name"] == "lab-web-01"]
+        assert lab, "the demo SSH host is in the team"
+        try:
+            await wait_for(
+                pilot,
+                lambda: (
+                    (app.store.row("hosts", lab[0]["id"]) or {}).get("last_checked_at") is not None
+                ),
+                timeout=30,
+                what="a periodic check written and pushed back through realtime",
+            )
+            checked = app.store.row("hosts", lab[0]["id"])
+            assert checked["status"] == "host_key_unknown"
+            assert not any(type(s).__name__ == "HostKeyScreen" for s in app.screen_stack)
+        finally:
+            await app.store.close()  # stop the periodic checks before restoring
+            from opstui.ui.ssh_bridge import close_ssh
+
+            await close_ssh(app)
+            for host_id, status, checked_at, health in before:
+                _db(
+                    backend_info,
+                    "update hosts set status = %s, last_checked_at = %s, health = %s where id = %s",
+                    (
+                        status,
+                        checked_at,
+                        psycopg.types.json.Jsonb(health) if health is not None else None,
+                        host_id,
+                    ),
+                )

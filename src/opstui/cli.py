@@ -157,9 +157,11 @@ def _run_tui(profile: str | None, team: str | None) -> int:
         )
     else:
         connector = Connector(target=Target.from_profile(chosen), email_hint=chosen.email)
+    from opstui.config import load_config
     from opstui.ui.app import OpsApp
 
-    OpsApp(connector, team=team).run()
+    interval = load_config().health_interval_seconds
+    OpsApp(connector, team=team, health_interval=interval).run()
     return 0
 
 

@@ -59,6 +59,9 @@ class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_profile: str | None = None
+    # Re-check every host over SSH this often while the TUI runs; 0 (the default) is off,
+    # since checking unreachable hosts costs a connect timeout each.
+    health_interval_seconds: Annotated[float, Field(ge=0)] = 0
     profiles: dict[str, dict] = Field(default_factory=dict)
 
 

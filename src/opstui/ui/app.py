@@ -79,12 +79,14 @@ class OpsApp(App):
         team: str | None = None,
         clock: Callable[[], datetime] | None = None,
         tick_seconds: float = 1.0,
+        health_interval: float = 0.0,
     ) -> None:
         super().__init__()
         self.connector = connector
         self.initial_team = team
         self.clock = clock or (lambda: datetime.now(UTC))
         self.tick_seconds = tick_seconds
+        self.health_interval = health_interval
         self.store: Store | None = None
         self.store_changed: Signal[StoreEvent] = Signal(self, "store-changed")
 
@@ -142,6 +144,10 @@ class OpsApp(App):
 
     @on(StoreOpened)
     def _store_opened(self, message: StoreOpened) -> None:
+        if self.health_interval > 0:
+            from opstui.ui.ssh_bridge import ssh_for
+
+            ssh_for(self).start_periodic_health(self.health_interval)
         if isinstance(self.screen, _signin_screen_type()):
             self.pop_screen()
         screen = self.screen

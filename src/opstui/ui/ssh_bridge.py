@@ -17,13 +17,14 @@ Tests replace `known_hosts` / `client_keys` / `agent_path` through
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from opstui.ssh.audit import SupabaseAudit
 from opstui.ssh.connection import Decision, SshSettings, rpc_password_source
 from opstui.ssh.errors import HostKeyUnknown
-from opstui.ssh.health import HealthChecker, rpc_health_writer
+from opstui.ssh.health import HealthChecker, PeriodicHealth, rpc_health_writer
 from opstui.ssh.known_hosts import KnownHosts
 from opstui.ssh.pool import ConnectionPool
 from opstui.ssh.target import SshTarget
@@ -45,6 +46,8 @@ class SshBridge:
         )
         self.pool = ConnectionPool(self.settings)
         self._asking = asyncio.Lock()
+        self._periodic: PeriodicHealth | None = None
+        self._periodic_pool: ConnectionPool | None = None
 
     # -- host keys --------------------------------------------------------------------------
 
@@ -86,7 +89,32 @@ class SshBridge:
         writer = rpc_health_writer(store.client) if store is not None else None
         return HealthChecker(self.pool, writer=writer)
 
+    def start_periodic_health(self, interval: float) -> PeriodicHealth | None:
+        """Re-check the active team's hosts every `interval` seconds while the app runs.
+
+        Background checks never prompt: an unknown host key is recorded as the
+        host's status (host_key_unknown) instead, on a pool of their own.
+        """
+        store = self.app.store
+        if interval <= 0 or store is None or self._periodic is not None:
+            return None
+        quiet = dataclasses.replace(self.settings, decide=None, accept_new=False)
+        self._periodic_pool = ConnectionPool(quiet)
+        checker = HealthChecker(self._periodic_pool, writer=rpc_health_writer(store.client))
+
+        def targets() -> list[SshTarget]:
+            return [SshTarget.from_host(row) for row in store.rows("hosts")]
+
+        self._periodic = PeriodicHealth(checker, targets, interval=interval)
+        self._periodic.start()
+        return self._periodic
+
     async def close(self) -> None:
+        if self._periodic is not None:
+            await self._periodic.stop()
+            self._periodic = None
+        if self._periodic_pool is not None:
+            await self._periodic_pool.close()
         await self.pool.close()
 
 
