@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from opstui.resources import RESOURCES, ResourceSpec, by_table
+from opstui.resources import ResourceSpec, by_table
 
 if TYPE_CHECKING:
     from supabase import AsyncClient
@@ -98,13 +98,6 @@ class ConnectionStatus:
     state: ConnectionState
     since: datetime
     detail: str = ""
-
-    def describe(self, now: datetime | None = None) -> str:
-        if self.state is ConnectionState.LIVE:
-            return "live"
-        if self.state is ConnectionState.OFFLINE:
-            return f"offline since {self.since.astimezone().strftime('%H:%M:%S')}"
-        return self.state.value
 
 
 @dataclass(frozen=True)
@@ -614,7 +607,3 @@ class Store:
             return (await query.execute()).data or []
         except APIError as exc:
             raise StoreError(exc.message or "the server refused the query") from None
-
-
-def spec_for(name: str) -> ResourceSpec:
-    return RESOURCES[name]
