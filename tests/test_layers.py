@@ -60,5 +60,7 @@ def test_importing_the_data_layer_does_not_load_textual():
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_fastdatatable'))\n"
         "print(','.join(loaded))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""

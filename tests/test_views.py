@@ -15,7 +15,8 @@ SPEC = RESOURCES["hosts"]
 def _row(i: int, rng: random.Random) -> dict:
     return {
         "id": f"h{i:05d}",
-        "name": rng.choice(["web", "db", "cache", "edge", None]) and f"{rng.choice(['web','db','cache'])}-{i}",
+        "name": rng.choice(["web", "db", "cache", "edge", None])
+        and f"{rng.choice(['web', 'db', 'cache'])}-{i}",
         "status": rng.choice(["online", "offline", "pending", None]),
         "ip": f"192.0.2.{i % 250}",
         "port": rng.choice([22, 2222, 5985, None]),
