@@ -198,7 +198,16 @@ async def test_palette_switches_team(backend, backend_info):
         await ready(pilot)
         await pilot.press("ctrl+p")
         await pilot.press(*"switch to team payments")
-        await pilot.pause(0.3)
+        from textual.command import CommandList
+
+        await wait_for(
+            pilot,
+            lambda: (
+                bool(app.screen.query(CommandList))
+                and app.screen.query_one(CommandList).option_count > 0
+            ),
+            what="palette matches",
+        )
         await pilot.press("enter")
         payments = _team_id(backend_info, "Payments")
         await wait_for(pilot, lambda: app.store.team_id == payments, what="team switched")
