@@ -55,7 +55,7 @@ def _expected(view: TableView) -> list[str]:
 
 def test_live_changes_keep_the_view_equal_to_a_full_recompute():
     rng = random.Random(7)
-    view = TableView(SPEC.columns, key_of=SPEC.key_of, clock=lambda: NOW)
+    view = TableView(SPEC.columns, clock=lambda: NOW)
     view.set_rows({f"h{i:05d}": _row(i, rng) for i in range(300)})
     for sort_column, reverse, text in [
         ("name", False, ""),
@@ -92,7 +92,7 @@ def test_filter_kinds():
 
 def test_narrowing_filter_reuses_the_previous_result():
     rng = random.Random(1)
-    view = TableView(SPEC.columns, key_of=SPEC.key_of, clock=lambda: NOW)
+    view = TableView(SPEC.columns, clock=lambda: NOW)
     view.set_rows({f"h{i:05d}": _row(i, rng) for i in range(200)})
     view.set_filter("we")
     wide = list(view.keys)

@@ -551,27 +551,32 @@ class Store:
     async def update(
         self, table: str, row: dict[str, Any], changes: dict[str, Any]
     ) -> dict[str, Any]:
-        spec = by_table(table)
-        query = self.client.table(table).update(changes)
-        for column in spec.primary_key:
-            query = query.eq(column, row[column])
-        result = await self._write(query)
-        if not result:
-            raise StoreError(
-                f"{spec.title.lower()} {row.get(spec.label_key)!r} was not updated: it is gone or you may not change it"
-            )
+        result = await self._write_row(table, row, "update", changes)
         return result[0]
 
     async def delete(self, table: str, row: dict[str, Any]) -> None:
+        await self._write_row(table, row, "delete")
+
+    async def _write_row(
+        self, table: str, row: dict[str, Any], verb: str, changes: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Update or delete one row by primary key; zero rows affected is an error.
+
+        RLS hides rows silently, so "nothing changed" is the only sign of a refusal
+        (or of a row someone else already deleted).
+        """
         spec = by_table(table)
-        query = self.client.table(table).delete()
+        builder = self.client.table(table)
+        query = builder.update(changes) if verb == "update" else builder.delete()
         for column in spec.primary_key:
             query = query.eq(column, row[column])
         result = await self._write(query)
         if not result:
             raise StoreError(
-                f"{spec.title.lower()} {row.get(spec.label_key)!r} was not deleted: it is gone or you may not delete it"
+                f"{spec.title.lower()} {row.get(spec.label_key)!r} was not {verb}d: "
+                f"it is gone or you may not {'change' if verb == 'update' else verb} it"
             )
+        return result
 
     async def _write(self, query: Any) -> list[dict[str, Any]]:
         from postgrest.exceptions import APIError

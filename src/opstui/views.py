@@ -154,11 +154,9 @@ class TableView:
         self,
         columns: tuple[Column, ...],
         *,
-        key_of: Callable[[dict[str, Any]], str],
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.columns = columns
-        self.key_of = key_of
         self.clock = clock or (lambda: datetime.now(UTC))
         self.rows: dict[str, dict[str, Any]] = {}
         self.filter: RowFilter = RowFilter.parse("")
@@ -270,11 +268,6 @@ class TableView:
         self._sort_keys.pop(key, None)
 
     # -- cells ----------------------------------------------------------------------------
-
-    def cells(self, key: str, now: datetime | None = None) -> list[str]:
-        row = self.rows[key]
-        now = now or self.clock()
-        return [format_cell(column, row, now) for column in self.columns]
 
     # -- internals ------------------------------------------------------------------------
 

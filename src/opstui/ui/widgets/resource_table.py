@@ -125,7 +125,7 @@ class ResourceTable(ScrollView, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.spec = spec
-        self.view = TableView(spec.columns, key_of=spec.key_of, clock=clock)
+        self.view = TableView(spec.columns, clock=clock)
         self._widths = [max(len(c.label), c.width or 0, 4) for c in spec.columns]
         self._highlighted: str | None = None
         self._resolved_component_styles: dict[str, Any] = {}
