@@ -492,10 +492,18 @@ async def test_pinning_moves_a_repository_first(backend, backend_info):
         await wait_for(pilot, lambda: last not in table.view.pinned, what="unpinned")
 
 
-async def test_periodic_health_checks_write_status_without_prompting(backend, backend_info):
+async def test_periodic_health_checks_write_status_without_prompting(
+    backend, backend_info, tmp_path
+):
     """Background checks never ask about host keys: an unknown key becomes the host's status."""
+    from opstui.ssh.known_hosts import KnownHosts
+    from opstui.ui import ssh_bridge
+
     app = make_app(backend)
     app.health_interval = 0.5
+    # Empty known_hosts files of its own: other tests may have trusted the demo keys.
+    known = KnownHosts(user_path=tmp_path / "user_known_hosts", own_path=tmp_path / "known_hosts")
+    ssh_bridge._BRIDGES[app] = ssh_bridge.SshBridge(app, known_hosts=known)
     team = _team_id(backend_info, "Platform")
     # The checks rewrite every team host's status; put them back afterwards.
     before = _db(
