@@ -79,6 +79,58 @@ def test_live_changes_keep_the_view_equal_to_a_full_recompute():
         assert view.keys == _expected(view)
 
 
+def _shown(view: TableView) -> list[str]:
+    """What the display shows now, without finishing a scan in progress."""
+    return [view.key_at(i) for i in range(len(view))]
+
+
+def test_a_scan_in_slices_shows_the_top_of_the_result_and_survives_live_changes():
+    rng = random.Random(11)
+    view = TableView(SPEC.columns, clock=lambda: NOW)
+    view.scan_slice_rows = 17
+    view.set_rows({f"h{i:05d}": _row(i, rng) for i in range(600)})
+    for sort_column, reverse, texts in [
+        ("name", True, ["w", "we", "web"]),
+        ("port", False, ["c", "!db"]),
+        ("status", True, ["192.*5$", "o"]),
+        (None, False, ["e", "ed", "edg", "edge-", "x"]),
+        ("ip", True, ["zzz", "zzzz", "1"]),  # narrowing from nothing found
+    ]:
+        view.set_sort(sort_column, reverse)
+        for number, text in enumerate(texts, 1):
+            # The next keystroke comes while this scan is half done (the narrowing
+            # case included); only the last one is scanned to the end.
+            view.set_filter(text)
+            last = number == len(texts)
+            step = 0
+            while view.scanning and (last or step < 5):
+                shown = _shown(view)
+                assert shown == _expected(view)[: len(shown)], (text, step)
+                key = f"h{rng.randrange(700):05d}"
+                if rng.random() < 0.3:
+                    view.remove(key)
+                else:
+                    view.upsert(key, _row(int(key[1:]), rng))
+                view.scan(seconds=0)
+                step += 1
+            assert step >= 5, "the scan should take many slices"
+        assert _shown(view) == _expected(view), texts
+        view.set_filter("")
+        assert not view.scanning and _shown(view) == _expected(view)
+
+
+def test_scan_stops_once_a_screenful_is_found():
+    rng = random.Random(3)
+    view = TableView(SPEC.columns, clock=lambda: NOW)
+    view.scan_slice_rows = 10
+    view.set_rows({f"h{i:05d}": _row(i, rng) for i in range(500)})
+    view.set_filter("o")  # matches nearly every row ("ops")
+    assert view.scan(seconds=60, want=25) is False
+    assert 25 <= len(view) <= 35
+    assert _shown(view) == _expected(view)[: len(view)]
+    assert view.scan(seconds=60) is True and _shown(view) == _expected(view)
+
+
 def test_filter_kinds():
     assert RowFilter.parse("wb1").matches("web-1")  # fuzzy: letters in order
     assert not RowFilter.parse("bw").matches("web-1")

@@ -8,13 +8,17 @@ cost that grows with row count lives here, where it is measured
   row version and cached;
 - a filter keystroke that extends the previous filter narrows the previous
   result instead of rescanning everything;
+- a filter is scanned in slices, in display order: the first slice finds a
+  screenful of matches, and the rest is scanned between frames, so a keystroke
+  costs about a screen's worth of work, not the row count;
 - a live change re-checks one row and moves it with `bisect`, not a re-sort.
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, insort
+import time
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +28,10 @@ from typing import Any
 from opstui.resources import Column
 
 _REGEX_CHARS = set(".*+?[](){}|^$\\")
+
+# Bounds for scan frontiers: below and above every sort key (which start with a 0/1 flag).
+_BELOW_ALL: tuple = ()
+_ABOVE_ALL: tuple = (2,)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -148,7 +156,18 @@ class TableView:
     `_visible` the filtered keys in the same order; a reversed sort is the
     same list read backwards, so reversing never re-sorts and a live change
     is always a bisect.
+
+    A filter is scanned from the top of the display down (the start of
+    `_ordered`, or its end when reversed). Until `scan` has covered every row,
+    `_visible` holds the matches found so far, which are exactly the first
+    rows of the display, and `len(view)` counts only those; `scanning` says
+    the count is still growing. A narrowing keystroke does not rescan what the
+    previous filter already ruled out: the previous matches become
+    `_candidates`, the only rows that can match between the frontier and
+    `_candidates_end`, and the scan reads them instead of `_ordered` there.
     """
+
+    scan_slice_rows = 4096  # rows per scan slice: about 1-3 ms here
 
     def __init__(
         self,
@@ -166,7 +185,16 @@ class TableView:
         self._haystacks: dict[str, str] = {}
         self._sort_keys: dict[str, tuple] = {}
         self._ordered: list[tuple] = []
+        # The key of each `_ordered` entry, aligned with it: copying or slicing this is
+        # far cheaper than reaching into 100k scattered tuples.
+        self._ordered_keys: list[str] = []
         self._visible: list[str] = []
+        # The last sort key the current filter has scanned; None once all rows are.
+        self._frontier: tuple | None = None
+        # While narrowing: keys (ascending) beyond the frontier, up to `_candidates_end`,
+        # that an earlier, wider filter kept; nothing else there can match.
+        self._candidates: list[str] = []
+        self._candidates_end: tuple | None = None  # None: not narrowing
         # Each row's lower-cased searchable text, aligned with `_ordered`; built on the
         # first filter keystroke, not on load (most loads are never filtered).
         self._hays: list[str] | None = None
@@ -182,6 +210,8 @@ class TableView:
 
     @property
     def keys(self) -> list[str]:
+        """Every row the filter shows, in display order (finishes a scan in progress)."""
+        self.finish_scan()
         return self._visible[::-1] if self.sort_reverse else list(self._visible)
 
     def index_of(self, key: str) -> int | None:
@@ -202,15 +232,47 @@ class TableView:
         self._resort()
 
     def set_filter(self, text: str) -> None:
+        """Change the filter. Only the start of the scan is done here; see `scan`."""
         new = RowFilter.parse(text)
-        narrowing = new.narrows(self.filter)
+        previous = self.filter
         self.filter = new
-        if narrowing and new.pattern is not None and self._hays is not None:
-            # The previous filter computed every visible row's haystack already.
-            search, hays = new.pattern.search, self._haystacks
-            self._visible = [key for key in self._visible if search(hays[key]) is not None]
+        if new.pattern is not None and previous.pattern is not None and new.narrows(previous):
+            # Every row matching the new filter matched the old one: rescan only the old
+            # matches (and the old candidates), then go on where the old scan stopped.
+            if self.sort_reverse:
+                candidates = self._candidates + self._visible
+            else:
+                candidates = self._visible + self._candidates
+            if self._candidates_end is None:
+                frontier = self._frontier
+                self._candidates_end = self._everything_scanned() if frontier is None else frontier
+            self._candidates = candidates
+            self._visible = []
+            self._frontier = self._nothing_scanned()
         else:
             self._refilter()
+
+    @property
+    def scanning(self) -> bool:
+        """True while the filter has rows left to scan (so `len` is a lower bound)."""
+        return self._frontier is not None
+
+    def scan(self, *, seconds: float, want: int = 0) -> bool:
+        """Scan the filter over more rows, in display order; True once every row is done.
+
+        Stops after `seconds`, or as soon as `want` rows are shown if `want` is
+        set, whichever comes first; each slice is a few thousand rows.
+        """
+        deadline = time.perf_counter() + seconds
+        while self._frontier is not None and not (want and len(self._visible) >= want):
+            self._scan_slice(self.scan_slice_rows)
+            if time.perf_counter() >= deadline:
+                break
+        return self._frontier is None
+
+    def finish_scan(self) -> None:
+        while self._frontier is not None:
+            self._scan_slice(self.scan_slice_rows * 8)
 
     def set_sort(self, column: str | None, reverse: bool = False) -> None:
         self.sort_column = column
@@ -242,7 +304,7 @@ class TableView:
             self._warm_queue = None
             if self._hays is None:
                 hays = self._haystacks
-                self._hays = [hays[entry[-1]] for entry in self._ordered]
+                self._hays = [hays[key] for key in self._ordered_keys]
             return True
         return False
 
@@ -256,18 +318,22 @@ class TableView:
         entry = self._sort_key(key)
         index = bisect_left(self._ordered, entry)
         self._ordered.insert(index, entry)
+        self._ordered_keys.insert(index, key)
         if self._hays is not None:
             self._hays.insert(index, self._haystack(key))
-        if self.filter.pattern is None or self.filter.matches(self._haystack(key)):
-            insort(self._visible, key, key=self._sort_key)
+        if self._scanned(entry):
+            if self.filter.pattern is None or self.filter.matches(self._haystack(key)):
+                insort(self._visible, key, key=self._sort_key)
+        elif self._among_candidates(entry):
+            self._haystack(key)
+            insort(self._candidates, key, key=self._sort_key)
+        # else: the scan of `_ordered` will come to it
 
     def remove(self, key: str) -> None:
         self._remove_from_order(key)
         self.rows.pop(key, None)
         self._haystacks.pop(key, None)
         self._sort_keys.pop(key, None)
-
-    # -- cells ----------------------------------------------------------------------------
 
     # -- internals ------------------------------------------------------------------------
 
@@ -311,24 +377,98 @@ class TableView:
 
     def _resort(self) -> None:
         self._ordered = sorted(self._sort_key(key) for key in self.rows)
+        self._ordered_keys = [entry[-1] for entry in self._ordered]
         self._hays = None
         self._refilter()
 
     def _refilter(self) -> None:
-        pattern = self.filter.pattern
-        if pattern is None:
-            self._visible = [entry[-1] for entry in self._ordered]
+        """Start the current filter's scan from the top of the display."""
+        self._candidates = []
+        self._candidates_end = None
+        if self.filter.pattern is None:
+            self._visible = list(self._ordered_keys)
+            self._frontier = None
             return
-        if self._hays is None:
-            self._hays = [self._haystack(entry[-1]) for entry in self._ordered]
-        # One tight comprehension over aligned lists: ~0.3 us a row, no per-row calls
-        # into Python code.
+        self._visible = []
+        self._frontier = self._nothing_scanned()
+
+    def _nothing_scanned(self) -> tuple:
+        return _ABOVE_ALL if self.sort_reverse else _BELOW_ALL
+
+    def _everything_scanned(self) -> tuple:
+        return _BELOW_ALL if self.sort_reverse else _ABOVE_ALL
+
+    def _scanned(self, entry: tuple) -> bool:
+        frontier = self._frontier
+        if frontier is None:
+            return True
+        return entry >= frontier if self.sort_reverse else entry <= frontier
+
+    def _among_candidates(self, entry: tuple) -> bool:
+        """True if `entry` lies in the stretch that only the candidates cover."""
+        end = self._candidates_end
+        if end is None:
+            return False
+        return entry >= end if self.sort_reverse else entry <= end
+
+    def _scan_candidates(self, count: int) -> None:
+        """Check the next `count` candidates, up to the end of their stretch."""
+        candidates, sort_key = self._candidates, self._sort_key
+        if self.sort_reverse:
+            end = bisect_left(candidates, self._frontier, key=sort_key)
+            start = max(0, end - count)
+            exhausted = start == 0
+        else:
+            start = bisect_right(candidates, self._frontier, key=sort_key)
+            end = min(len(candidates), start + count)
+            exhausted = end == len(candidates)
+        chunk = candidates[start:end]
+        del candidates[start:end]  # candidates are only ever rows not scanned yet
+        search, hays, keep = self.filter.pattern.search, self._haystacks, not self.filter.inverted
+        found = [key for key in chunk if (search(hays[key]) is not None) is keep]
+        if exhausted:
+            end = self._candidates_end
+            self._frontier = None if end == self._everything_scanned() else end
+            self._candidates = []
+            self._candidates_end = None
+        else:
+            self._frontier = sort_key(chunk[0] if self.sort_reverse else chunk[-1])
+        if self.sort_reverse:
+            self._visible[:0] = found
+        else:
+            self._visible.extend(found)
+
+    def _scan_slice(self, count: int) -> None:
+        """Scan the next `count` rows below the frontier and add their matches."""
+        pattern, ordered = self.filter.pattern, self._ordered
+        if pattern is None or self._frontier is None:
+            self._frontier = None
+            return
+        if self._candidates_end is not None:
+            self._scan_candidates(count)
+            return
+        if self.sort_reverse:
+            end = bisect_left(ordered, self._frontier)
+            start = max(0, end - count)
+        else:
+            start = bisect_right(ordered, self._frontier)
+            end = min(len(ordered), start + count)
+        keys = self._ordered_keys[start:end]
+        if self._hays is not None:
+            hays = self._hays[start:end]
+        else:  # not warmed yet: build just this slice's haystacks
+            hays = [self._haystack(key) for key in keys]
+        # One tight comprehension over aligned lists, with no per-row calls into Python code.
         search, keep = pattern.search, not self.filter.inverted
-        self._visible = [
-            entry[-1]
-            for entry, hay in zip(self._ordered, self._hays, strict=True)
-            if (search(hay) is not None) is keep
+        found = [
+            key for key, hay in zip(keys, hays, strict=True) if (search(hay) is not None) is keep
         ]
+        if self.sort_reverse:
+            self._visible[:0] = found
+            self._frontier = ordered[start] if start > 0 else None
+        else:
+            self._visible.extend(found)
+            self._frontier = ordered[end - 1] if end < len(ordered) else None
 
     def _remove_from_order(self, key: str) -> None:
         if key not in self.rows:
@@ -337,11 +477,13 @@ class TableView:
         index = bisect_left(self._ordered, entry)
         if index < len(self._ordered) and self._ordered[index] == entry:
             del self._ordered[index]
+            del self._ordered_keys[index]
             if self._hays is not None:
                 del self._hays[index]
-        position = bisect_left(self._visible, entry, key=self._sort_key)
-        if position < len(self._visible) and self._visible[position] == key:
-            del self._visible[position]
+        for keys in (self._visible, self._candidates):
+            position = bisect_left(keys, entry, key=self._sort_key)
+            if position < len(keys) and keys[position] == key:
+                del keys[position]
 
 
 # -- raw view ---------------------------------------------------------------------------------

@@ -111,6 +111,7 @@ class ResourceScreen(OpsScreen):
         if store and store.identity:
             team = next((t["name"] for t in store.identity.teams if t["id"] == store.team_id), "")
         loaded = store.is_complete(self.spec.table) if store else False
+        loaded = loaded and not self.table.view.scanning
         count = f"{len(self.table.view)}" if loaded else f"{len(self.table.view)}…"
         title = f"{self.spec.name}({team})[{count}]"
         if self.table.view.filter.text:
@@ -168,6 +169,10 @@ class ResourceScreen(OpsScreen):
         self.table.toggle_reverse()
 
     # -- rows -------------------------------------------------------------------------------
+
+    @on(ResourceTable.Counted)
+    def _counted(self) -> None:
+        self._update_title()
 
     @on(ResourceTable.Selected)
     def _open_detail(self, event: ResourceTable.Selected) -> None:

@@ -49,6 +49,11 @@ STATUS_CLASSES = {
 
 GAP = 2
 
+# A filter keystroke scans only until the screen is full (or this long), then the
+# rest is scanned in short slices between frames, so typing never waits on 100k rows.
+FIRST_SCAN_SECONDS = 0.010
+BACKGROUND_SCAN_SECONDS = 0.006
+
 
 def _fit(text: str, width: int) -> str:
     if cell_len(text) <= width:
@@ -107,6 +112,13 @@ class ResourceTable(ScrollView, can_focus=True):
             self.table = table
             self.keys = keys
 
+    class Counted(Message):
+        """The filter's scan reached the last row, so `len(table.view)` is final."""
+
+        def __init__(self, table: ResourceTable) -> None:
+            super().__init__()
+            self.table = table
+
     class SortChanged(Message):
         def __init__(self, table: ResourceTable, column: str | None, reverse: bool) -> None:
             super().__init__()
@@ -130,6 +142,7 @@ class ResourceTable(ScrollView, can_focus=True):
         self._highlighted: str | None = None
         self._resolved_component_styles: dict[str, Any] = {}
         self._warming: Any = None  # the interval timer preparing filter text, if running
+        self._scanning: Any = None  # the interval timer finishing a filter's scan, if running
         self.marked: set[str] = set()  # multi-selection (space, ctrl+a), kept across filters
         if spec.order_by in {c.key for c in spec.columns} or spec.order_by:
             self.view.sort_column = spec.order_by
@@ -190,6 +203,7 @@ class ResourceTable(ScrollView, can_focus=True):
 
     def mark_all_shown(self) -> None:
         """Mark every row the filter shows; if all are already marked, clear the marks."""
+        self._finish_scan()
         shown = {self.view.key_at(i) for i in range(len(self.view))}
         if shown and shown <= self.marked:
             self.marked -= shown
@@ -230,6 +244,12 @@ class ResourceTable(ScrollView, can_focus=True):
         return True
 
     def _after_change(self, keep: str | None, changed: str | None = None) -> None:
+        if self.view.scanning:
+            # Enough of the filter's result to fill the screen now; the rest in between frames.
+            bottom = int(self.scroll_y) + self.size.height
+            self.view.scan(seconds=FIRST_SCAN_SECONDS, want=max(bottom, self.cursor) + 1)
+            if self._scanning is None:
+                self._scanning = self.set_interval(1 / 60, self._scan_more)
         if keep is not None:
             index = self.view.index_of(keep)
             if index is not None:
@@ -239,6 +259,25 @@ class ResourceTable(ScrollView, can_focus=True):
         self.refresh()
         if changed is not None and changed == self.current_key:
             self.post_message(self.Highlighted(self, changed))
+
+    def _scan_more(self) -> None:
+        shown = len(self.view)
+        done = self.view.scan(seconds=BACKGROUND_SCAN_SECONDS)
+        landed_on_screen = shown < int(self.scroll_y) + self.size.height < len(self.view)
+        # A new scroll size means a new layout and a whole-screen repaint, so it waits
+        # for the final count unless the screen itself changed.
+        if done or (landed_on_screen and len(self.view) != shown):
+            self.virtual_size = Size(self._total_width(), len(self.view) + 1)
+            self.refresh()
+        if done and self._scanning is not None:
+            self._scanning.stop()
+            self._scanning = None
+            self.post_message(self.Counted(self))
+
+    def _finish_scan(self) -> None:
+        if self.view.scanning:
+            self.view.finish_scan()
+            self._scan_more()
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -365,6 +404,8 @@ class ResourceTable(ScrollView, can_focus=True):
         self.action_cursor(direction * max(1, self.size.height - 2))
 
     def action_jump(self, where: int) -> None:
+        if where != 0:
+            self._finish_scan()
         if len(self.view):
             self.cursor = 0 if where == 0 else len(self.view) - 1
 
