@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import machine  # noqa: E402
 
 from opstui.resources import RESOURCES  # noqa: E402
-from opstui.store import keep_snapshot_out_of_gc  # noqa: E402
 from opstui.views import TableView  # noqa: E402
 
 SPEC = RESOURCES["deployments"]
@@ -184,7 +183,6 @@ async def bench_widget(rows: dict[str, dict]) -> None:
         # ...and swaps in the whole snapshot once it is complete.
         started = time.perf_counter()
         table.load(dict(rows))
-        keep_snapshot_out_of_gc(len(rows))  # as the store does once a snapshot is whole
         painted = await clock.first_after(time.perf_counter())
         print(f"  whole snapshot of {len(rows):,} rows to painted: {ms(painted - started)}")
         # Filter text is prepared between frames after a load; wait for it (a condition).

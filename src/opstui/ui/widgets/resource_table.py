@@ -21,6 +21,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from opstui.resources import ResourceSpec
+from opstui.store import keep_snapshot_out_of_gc
 from opstui.views import TableView, format_cell, is_ticking
 
 # Status words to the component class that colours them (see app.tcss).
@@ -154,6 +155,7 @@ class ResourceTable(ScrollView, can_focus=True):
         """Replace every row (a snapshot). Keeps the cursor on the same row if it survives."""
         keep = self.current_key
         self.view.set_rows(rows)
+        keep_snapshot_out_of_gc(len(rows))  # the view's sort keys and lists are long-lived too
         self._measure()
         self._after_change(keep)
         if len(rows) > 2000 and self._warming is None:
