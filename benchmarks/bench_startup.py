@@ -1,9 +1,10 @@
 """From `opstui` to the first frame showing demo data, as a person would start it.
 
 Spawns the real `opstui` on a pseudo-terminal (120x40) with a persistent data
-dir, and times spawn -> the first output that contains demo data (a deployment
-status from the overview). The first run is cold (initdb, migrations, seed);
-the rest are warm (the usual start). Usage: python benchmarks/bench_startup.py [--runs N]
+dir, and times spawn -> the first output that contains demo data (a deployment's
+name in the overview). The first run is cold (initdb, migrations, seed);
+the rest are warm (the usual start: data dir and bytecode cached). Usage:
+python benchmarks/bench_startup.py [--runs N]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import fcntl
 import os
 import pty
+import re
 import select
 import shutil
 import struct
@@ -25,7 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import machine, median  # noqa: E402
 
-MARKER = b"in_progress"
+# A demo deployment's name (see backend/demo.py), as the overview's running and failed
+# panels show it: only rows that arrived can draw it. (A status word would not do: the
+# overview draws the status labels, with zero counts, before any data arrives.)
+MARKER = re.compile(rb"(?:staging|production|qa)-[a-z0-9-]+-\d{3}")
 TARGET_WARM = 2.5
 
 
@@ -33,8 +38,11 @@ def time_to_data(data_dir: Path, timeout: float = 60.0) -> float:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = {**os.environ, "OPSTUI_DATA_DIR": str(data_dir), "TERM": "xterm-256color"}
-    env.pop("OPSTUI_CONFIG_DIR", None)
     env["OPSTUI_CONFIG_DIR"] = str(data_dir / "config")
+    # Bytecode is cached as on any normal install (`pip install .` compiles it; an editable
+    # install writes it on first import). Some sandboxes set PYTHONDONTWRITEBYTECODE, which
+    # would recompile opstui's own source on every start of an editable install.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "opstui"],
@@ -55,8 +63,8 @@ def time_to_data(data_dir: Path, timeout: float = 60.0) -> float:
                     chunk = os.read(master, 65536)
                 except OSError:
                     break
-                seen = (seen + chunk)[-4096:]
-                if MARKER in seen:
+                seen = (seen + chunk)[-8192:]
+                if MARKER.search(seen):
                     elapsed = time.perf_counter() - started
                     break
     finally:
@@ -92,7 +100,7 @@ def main() -> None:
     print(
         f"opstui to first frame with demo data, warm: median {med:.2f} s "
         f"(min {min(warm):.2f}, max {max(warm):.2f}, n={len(warm)}); "
-        f"target {TARGET_WARM} s, ratio {med / TARGET_WARM:.2f}"
+        f"target {TARGET_WARM} s, ratio {med / TARGET_WARM:.2f}; all: {' '.join(f'{w:.2f}' for w in warm)}"
     )
 
 
