@@ -33,6 +33,9 @@ class BackgroundBackend:
         """The backend's info once it serves (re-raises a start failure)."""
         return await asyncio.wrap_future(self._started)
 
+    def start_deferred_ssh_demo(self) -> None:
+        self.loop.call_soon_threadsafe(self.backend.start_deferred_ssh_demo)
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the backend and its thread. Blocking: call it from a worker thread."""
         if self.loop.is_closed():

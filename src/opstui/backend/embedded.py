@@ -54,9 +54,10 @@ class EmbeddedBackend:
     demo_now: datetime | None = None
     access_token_ttl: int = 3600
     ssh_demo_hosts: bool = True  # start the demo SSH hosts (backend/demo_ssh.py) with the demo data
-    # Start the demo SSH hosts after the gateway serves (their rows update live), so the
-    # TUI's first frame does not wait for them. Tests that use them keep the default.
+    # Hold the demo SSH hosts back until `start_deferred_ssh_demo()` (their rows update
+    # live), so the TUI's start-up does not share the CPU with them. Tests keep the default.
     defer_ssh_demo: bool = False
+    _deferred_ssh_demo: tuple[Path, str] | None = None
     _ssh_demo_task: asyncio.Task | None = None
     ssh_demo: Any = None  # the DemoSshFleet while running
     info: BackendInfo | None = None
@@ -80,18 +81,24 @@ class EmbeddedBackend:
             raise
 
     async def _start(self) -> BackendInfo:
-        from psycopg_pool import AsyncConnectionPool
-
-        from opstui.backend.gateway import GatewayContext, build_app
-        from opstui.backend.tokens import TokenSigner, load_or_create_secret
-
         if self.ephemeral:
             root = Path(tempfile.mkdtemp(prefix="opstui-embedded-"))
             self._cluster = PostgresCluster(root, ephemeral=True)
         else:
             root = self.data_dir or locations.embedded_dir()
             self._cluster = PostgresCluster(root)
-        await asyncio.to_thread(self._cluster.start)
+        # PostgreSQL boots in processes of its own: set it going first, and import the
+        # gateway and the schema code (0.6 s of Python) while it comes up.
+        booting = asyncio.ensure_future(asyncio.to_thread(self._cluster.start))
+        await asyncio.sleep(0)  # let the thread pool pick it up
+        try:
+            from psycopg_pool import AsyncConnectionPool
+
+            from opstui.backend import demo, realtime, schema  # noqa: F401 - for _prepare_database
+            from opstui.backend.gateway import GatewayContext, build_app
+            from opstui.backend.tokens import TokenSigner, load_or_create_secret
+        finally:
+            await booting  # never stop Postgres under a start that is still running
         cluster = self._cluster
 
         # Independent start-up work runs side by side: schema/seed in a thread, the demo
@@ -153,21 +160,30 @@ class EmbeddedBackend:
             notices=list(cluster.notices),
         )
         if self.seed_demo and self.ssh_demo_hosts and self.defer_ssh_demo:
-            self._ssh_demo_task = asyncio.create_task(
-                self._start_ssh_demo(root, cluster.conninfo(), after=preparing),
-                name="opstui-demo-ssh",
-            )
-            self._ssh_demo_task.add_done_callback(_log_failure)
+            self._deferred_ssh_demo = (root, cluster.conninfo())
         return self.info
 
-    async def _start_ssh_demo(self, root: Path, conninfo: str, *, after: asyncio.Future) -> None:
+    def start_deferred_ssh_demo(self) -> None:
+        """Start the demo SSH hosts that `defer_ssh_demo` held back. Call it on the backend's loop."""
+        if self._deferred_ssh_demo is None or self._ssh_demo_task is not None:
+            return
+        root, conninfo = self._deferred_ssh_demo  # the demo rows exist: start() saw to it
+        self._ssh_demo_task = asyncio.create_task(
+            self._start_ssh_demo(root, conninfo), name="opstui-demo-ssh"
+        )
+        self._ssh_demo_task.add_done_callback(_log_failure)
+
+    async def _start_ssh_demo(
+        self, root: Path, conninfo: str, *, after: asyncio.Future | None = None
+    ) -> None:
         import psycopg
 
         from opstui.backend.demo_ssh import DemoSshFleet
 
         self.ssh_demo = DemoSshFleet(root / "ssh-demo")
         await self.ssh_demo.start()
-        await after  # the demo rows must exist before they are pointed at the hosts
+        if after is not None:
+            await after  # the demo rows must exist before they are pointed at the hosts
 
         def update() -> None:
             with psycopg.connect(conninfo, autocommit=True) as conn:

@@ -141,6 +141,8 @@ class OpsApp(App):
             await store.open(self.initial_team)
         except StoreError as exc:
             self.post_message(ConnectionFailed(str(exc)))
+            return
+        self.connector.first_data_shown()
 
     @on(StoreOpened)
     def _store_opened(self, message: StoreOpened) -> None:
