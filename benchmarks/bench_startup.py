@@ -86,7 +86,7 @@ def time_to_data(data_dir: Path, timeout: float = 60.0) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=15)  # a noisy machine: medians need samples
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="opstui-bench-start-"))
     try:
