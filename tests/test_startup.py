@@ -42,12 +42,13 @@ async def test_auth_and_rest_share_one_http_client(tmp_path, monkeypatch):
     assert shared.is_closed
 
 
-def test_plain_http_targets_trust_no_certificate_and_https_verifies():
+def test_the_loopback_gateway_trusts_no_certificate_and_everything_else_verifies():
     context = _tls_for("http://127.0.0.1:54321")
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
     assert context.get_ca_certs() == []
     assert _tls_for("https://abcd.supabase.co") is True
+    assert _tls_for("http://supabase.internal:8000") is True  # may redirect to https
 
 
 def _demo_host_ports(db_url: str) -> dict[str, int | None]:

@@ -16,6 +16,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from supabase_auth._async.storage import AsyncSupportedStorage
 
@@ -120,12 +121,15 @@ async def create_client(target: Target, *, persist: bool = True) -> AsyncClient:
 
 
 def _tls_for(url: str) -> bool | ssl.SSLContext:
-    """Normal verification for https; for a plain-http URL (the embedded gateway), a context
-    that trusts no CA at all: nothing over TLS could pass it, and it skips loading the CA
-    bundle (30-80 ms of start-up)."""
-    if url.lower().startswith("https://"):
-        return True
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    """Normal verification, except for a plain-http loopback URL (the embedded gateway).
+
+    That one gets a context that trusts no CA at all, so nothing over TLS could pass it,
+    and start-up skips loading the CA bundle (30-80 ms here).
+    """
+    parsed = urlsplit(url)
+    if parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return True
 
 
 async def close_client(client: AsyncClient) -> None:
