@@ -511,6 +511,13 @@ async def test_periodic_health_checks_write_status_without_prompting(
         "select id, status, last_checked_at, health from hosts where team_id = %s",
         (team,),
     )
+    # Earlier SSH tests may have checked these hosts (and trusted their keys elsewhere):
+    # start from "never checked", so only this app's periodic check can satisfy the wait.
+    _db(
+        backend_info,
+        "update hosts set status = 'pending', last_checked_at = null where team_id = %s",
+        (team,),
+    )
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         lab = [r for r in app.store.rows("hosts") if r["name"] == "lab-web-01"]
