@@ -164,7 +164,9 @@ class ResourceTable(ScrollView, can_focus=True):
             self._warming = self.set_interval(0.01, self._warm_search)
 
     def _warm_search(self) -> None:
-        if self.view.warm_search() and self._warming is not None:
+        # 1,500 rows is about 5 ms here: the longest frame gap while warming 100k rows went
+        # from 54-122 ms (4,000 a slice) to 32-52 ms.
+        if self.view.warm_search(budget=1500) and self._warming is not None:
             self._warming.stop()
             self._warming = None
 
