@@ -115,8 +115,13 @@ class FrameClock:
         return next(f for f in self.frames if f >= moment)
 
 
-async def type_filters(pilot, clock: FrameClock, table) -> tuple[list[float], list[float]]:
-    """Per key: time to the first frame drawn after the table applied it, and to the final count."""
+async def type_filters(
+    pilot, clock: FrameClock, table, open_key: str | None = None
+) -> tuple[list[float], list[float]]:
+    """Per key: time to the first frame drawn after the table applied it, and to the final count.
+
+    The filter box is opened with `open_key` (the real screens' "/"), or by a click.
+    """
     import asyncio
 
     applied: list[float] = []
@@ -127,7 +132,10 @@ async def type_filters(pilot, clock: FrameClock, table) -> tuple[list[float], li
         applied.append(time.perf_counter())
 
     table.set_filter = timed_set_filter
-    await pilot.click("#filter")
+    if open_key:
+        await pilot.press(open_key)
+    else:
+        await pilot.click("#filter")
     repaint, counted = [], []
     for key in TYPED:
         await pilot.pause()
