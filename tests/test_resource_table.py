@@ -83,6 +83,31 @@ async def test_a_filter_paints_the_first_screen_and_counts_the_rest_between_fram
         assert table.virtual_size.height == len(expected) + 1
 
 
+async def test_rare_matches_found_between_frames_are_painted_before_the_count_is_final(
+    monkeypatch,
+):
+    from opstui.ui.widgets import resource_table
+
+    monkeypatch.setattr(resource_table, "FIRST_SCAN_SECONDS", 0)  # one slice per call
+    monkeypatch.setattr(resource_table, "BACKGROUND_SCAN_SECONDS", 0)
+    app = TableApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(ResourceTable)
+        table.view.scan_slice_rows = 100
+        table.load(_rows())
+        await pilot.pause()
+
+        table.set_filter("edge-5")  # a few matches per slice: the screen is not full yet
+        first = len(table.view)
+        assert table.view.scanning and first < table.size.height - 1
+        table._scanning.stop()  # drive the between-frames slices by hand
+        while len(table.view) == first:
+            table._scan_more()
+        assert table.view.scanning and len(table.view) < table.size.height
+        # The new rows are on screen, so the table was resized (and repainted) for them.
+        assert table.virtual_size.height == len(table.view) + 1
+
+
 async def test_jumping_to_the_bottom_or_marking_all_finishes_the_scan_first():
     app = TableApp()
     async with app.run_test(size=(120, 30)) as pilot:

@@ -267,10 +267,10 @@ class ResourceTable(ScrollView, can_focus=True):
     def _scan_more(self) -> None:
         shown = len(self.view)
         done = self.view.scan(seconds=BACKGROUND_SCAN_SECONDS)
-        landed_on_screen = shown < int(self.scroll_y) + self.size.height < len(self.view)
+        landed_on_screen = shown < int(self.scroll_y) + self.size.height and len(self.view) > shown
         # A new scroll size means a new layout and a whole-screen repaint, so it waits
         # for the final count unless the screen itself changed.
-        if done or (landed_on_screen and len(self.view) != shown):
+        if done or landed_on_screen:
             self.virtual_size = Size(self._total_width(), len(self.view) + 1)
             self.refresh()
         if done and self._scanning is not None:
