@@ -61,13 +61,19 @@ def _shown(table: ResourceTable) -> list[str]:
     return [table.view.key_at(i) for i in range(len(table.view))]
 
 
+async def _loaded(app: TableApp, pilot, slice_rows: int) -> ResourceTable:
+    """The app's table with every row loaded, scanning `slice_rows` rows a slice."""
+    table = app.query_one(ResourceTable)
+    table.view.scan_slice_rows = slice_rows
+    table.load(_rows())
+    await pilot.pause()
+    return table
+
+
 async def test_a_filter_paints_the_first_screen_and_counts_the_rest_between_frames():
     app = TableApp()
     async with app.run_test(size=(120, 30)) as pilot:
-        table = app.query_one(ResourceTable)
-        table.view.scan_slice_rows = 64  # so that 6,000 rows take many slices
-        table.load(_rows())
-        await pilot.pause()
+        table = await _loaded(app, pilot, slice_rows=64)  # so that 6,000 rows take many slices
         expected = _matching(table, "web")
 
         table.set_filter("web")
@@ -92,10 +98,7 @@ async def test_rare_matches_found_between_frames_are_painted_before_the_count_is
     monkeypatch.setattr(resource_table, "BACKGROUND_SCAN_SECONDS", 0)
     app = TableApp()
     async with app.run_test(size=(120, 30)) as pilot:
-        table = app.query_one(ResourceTable)
-        table.view.scan_slice_rows = 100
-        table.load(_rows())
-        await pilot.pause()
+        table = await _loaded(app, pilot, slice_rows=100)
 
         table.set_filter("edge-5")  # a few matches per slice: the screen is not full yet
         first = len(table.view)
@@ -111,10 +114,7 @@ async def test_rare_matches_found_between_frames_are_painted_before_the_count_is
 async def test_jumping_to_the_bottom_or_marking_all_finishes_the_scan_first():
     app = TableApp()
     async with app.run_test(size=(120, 30)) as pilot:
-        table = app.query_one(ResourceTable)
-        table.view.scan_slice_rows = 64
-        table.load(_rows())
-        await pilot.pause()
+        table = await _loaded(app, pilot, slice_rows=64)
         expected = _matching(table, "db")
         table.focus()
 
