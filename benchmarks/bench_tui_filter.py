@@ -44,10 +44,6 @@ where t.name = 'Platform'
 """
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
 async def main(rows: int) -> None:
     import psycopg
 

@@ -411,32 +411,39 @@ class TableView:
             return False
         return entry >= end if self.sort_reverse else entry <= end
 
-    def _scan_candidates(self, count: int) -> None:
-        """Check the next `count` candidates, up to the end of their stretch."""
-        candidates, sort_key = self._candidates, self._sort_key
+    def _next_slice(self, entries: list, count: int, key: Any = None) -> tuple[int, int, bool]:
+        """The index range of the next `count` of `entries` past the frontier, in display
+        order, and whether it reaches the end of them."""
         if self.sort_reverse:
-            end = bisect_left(candidates, self._frontier, key=sort_key)
+            end = bisect_left(entries, self._frontier, key=key)
             start = max(0, end - count)
-            exhausted = start == 0
-        else:
-            start = bisect_right(candidates, self._frontier, key=sort_key)
-            end = min(len(candidates), start + count)
-            exhausted = end == len(candidates)
-        chunk = candidates[start:end]
-        del candidates[start:end]  # candidates are only ever rows not scanned yet
-        search, hays, keep = self.filter.pattern.search, self._haystacks, not self.filter.inverted
-        found = [key for key in chunk if (search(hays[key]) is not None) is keep]
-        if exhausted:
-            end = self._candidates_end
-            self._frontier = None if end == self._everything_scanned() else end
-            self._candidates = []
-            self._candidates_end = None
-        else:
-            self._frontier = sort_key(chunk[0] if self.sort_reverse else chunk[-1])
+            return start, end, start == 0
+        start = bisect_right(entries, self._frontier, key=key)
+        end = min(len(entries), start + count)
+        return start, end, end == len(entries)
+
+    def _show_found(self, found: list[str]) -> None:
+        """Matches of a slice join the shown rows, below those found before."""
         if self.sort_reverse:
             self._visible[:0] = found
         else:
             self._visible.extend(found)
+
+    def _scan_candidates(self, count: int) -> None:
+        """Check the next `count` candidates, up to the end of their stretch."""
+        candidates, sort_key = self._candidates, self._sort_key
+        start, end, exhausted = self._next_slice(candidates, count, key=sort_key)
+        chunk = candidates[start:end]
+        del candidates[start:end]  # candidates are only ever rows not scanned yet
+        search, hays, keep = self.filter.pattern.search, self._haystacks, not self.filter.inverted
+        self._show_found([key for key in chunk if (search(hays[key]) is not None) is keep])
+        if exhausted:
+            stretch_end = self._candidates_end
+            self._frontier = None if stretch_end == self._everything_scanned() else stretch_end
+            self._candidates = []
+            self._candidates_end = None
+        else:
+            self._frontier = sort_key(chunk[0] if self.sort_reverse else chunk[-1])
 
     def _scan_slice(self, count: int) -> None:
         """Scan the next `count` rows below the frontier and add their matches."""
@@ -447,12 +454,7 @@ class TableView:
         if self._candidates_end is not None:
             self._scan_candidates(count)
             return
-        if self.sort_reverse:
-            end = bisect_left(ordered, self._frontier)
-            start = max(0, end - count)
-        else:
-            start = bisect_right(ordered, self._frontier)
-            end = min(len(ordered), start + count)
+        start, end, exhausted = self._next_slice(ordered, count)
         keys = self._ordered_keys[start:end]
         if self._hays is not None:
             hays = self._hays[start:end]
@@ -460,15 +462,13 @@ class TableView:
             hays = [self._haystack(key) for key in keys]
         # One tight comprehension over aligned lists, with no per-row calls into Python code.
         search, keep = pattern.search, not self.filter.inverted
-        found = [
-            key for key, hay in zip(keys, hays, strict=True) if (search(hay) is not None) is keep
-        ]
-        if self.sort_reverse:
-            self._visible[:0] = found
-            self._frontier = ordered[start] if start > 0 else None
+        self._show_found(
+            [key for key, hay in zip(keys, hays, strict=True) if (search(hay) is not None) is keep]
+        )
+        if exhausted:
+            self._frontier = None
         else:
-            self._visible.extend(found)
-            self._frontier = ordered[end - 1] if end < len(ordered) else None
+            self._frontier = ordered[start] if self.sort_reverse else ordered[end - 1]
 
     def _remove_from_order(self, key: str) -> None:
         if key not in self.rows:

@@ -188,7 +188,7 @@ class PostgresCluster:
             path.stat().st_mode & opened != opened
             for path in (bin_dir / "postgres", bin_dir.parent / "share", bin_dir.parent / "lib")
         ):
-            _pgserver_utils().ensure_folder_permissions(bin_dir.parent, stat.S_IROTH | stat.S_IXOTH)
+            _pgserver_utils().ensure_folder_permissions(bin_dir.parent, opened)
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             status = path.lstat()
             if (status.st_uid, status.st_gid) != (entry.pw_uid, entry.pw_gid):
