@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "opstui"
 # Only these may import Textual: the UI layer, and the entry point that starts it.
-UI_PATHS = ("ui/", "cli.py", "__main__.py")
+UI_PATHS = ("ui/", "cli/tui.py", "__main__.py")
 
 
 def _data_layer_modules() -> list[Path]:

@@ -12,19 +12,18 @@ from typing import Any
 
 from opstui.config import select_profile
 from opstui.connect import Connector, EmbeddedConnector, connector_for
+from opstui.errors import CliError
 from opstui.resources import RESOURCES, ResourceSpec, resolve
 from opstui.session import SignInError, Target, sign_out
 from opstui.store import RowChanged, Store, StoreError
 from opstui.views import format_cell
 
 
-class HeadlessError(Exception):
+class HeadlessError(CliError):
     """One line for stderr."""
 
 
 async def run(args: argparse.Namespace) -> int:
-    from opstui.cli import CliError
-
     try:
         if args.command == "login":
             return await login(args.login_profile or args.profile, args.email)

@@ -13,9 +13,12 @@ CMD are joined with spaces and run by the remote shell.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
+
+from opstui.errors import CliError
 
 
 def add_commands(commands: Any) -> None:
@@ -32,6 +35,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--concurrency", type=int, default=32, metavar="N")
     run.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per host")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+    run.set_defaults(handler=handler)
 
     cp = commands.add_parser("cp", help="copy a file to or from a host over SFTP (HOST:PATH)")
     cp.add_argument("--team", dest="ssh_team", metavar="NAME")
@@ -40,6 +44,7 @@ def add_commands(commands: Any) -> None:
     )
     cp.add_argument("src", metavar="SRC")
     cp.add_argument("dst", metavar="DST")
+    cp.set_defaults(handler=handler)
 
 
 def add_hosts_check(actions: Any) -> None:
@@ -53,14 +58,18 @@ def add_hosts_check(actions: Any) -> None:
         "--accept-new", action="store_true", help="trust and remember unknown host keys"
     )
     check.add_argument("--json", action="store_true", help="one JSON object per host")
+    check.set_defaults(handler=handler)
 
 
-class SshCliError(Exception):
+class SshCliError(CliError):
     pass
 
 
+def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return asyncio.run(run(args))
+
+
 async def run(args: argparse.Namespace) -> int:
-    from opstui.cli import CliError
     from opstui.headless import HeadlessError
     from opstui.session import SignInError
     from opstui.ssh.errors import SshError
@@ -288,4 +297,4 @@ def _figures(health: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["add_commands", "add_hosts_check", "run"]
+__all__ = ["add_commands", "add_hosts_check", "handler", "run"]

@@ -1,0 +1,30 @@
+"""`opstui runner`: the long-lived process that executes deployment runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from opstui.cli.argtypes import positive_int
+
+
+def add_commands(commands: Any) -> None:
+    runner = commands.add_parser(
+        "runner", help="execute queued deployment runs and fire schedules, until stopped"
+    )
+    runner.add_argument("--profile", dest="runner_profile", metavar="NAME")
+    runner.add_argument("--name", dest="runner_name", metavar="NAME", help="default: host name")
+    runner.add_argument(
+        "--concurrency", type=positive_int, default=4, metavar="N", help="runs at once"
+    )
+    runner.add_argument(
+        "--accept-new", action="store_true", help="trust and remember unknown host keys"
+    )
+    runner.set_defaults(handler=handler)
+
+
+def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from opstui.cli import runs_commands
+
+    return asyncio.run(runs_commands.runner(args))

@@ -1,0 +1,66 @@
+"""`opstui` with no command: the TUI, on the embedded demo or a configured project."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from opstui.errors import CliError
+
+if TYPE_CHECKING:
+    from opstui.backend.background import BackgroundBackend
+
+
+def run_tui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return _run_tui(args.profile, args.team)
+
+
+def _run_tui(profile: str | None, team: str | None) -> int:
+    # No project configured: boot the embedded backend first, on its own thread, so
+    # Postgres starts while the config code (pydantic), the UI and supabase-py are imported.
+    background = _start_backend() if _plainly_embedded(profile) else None
+    from opstui.config import ConfigError, select_profile
+
+    try:
+        chosen = select_profile(profile)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    if chosen is None and background is None:
+        background = _start_backend()
+    from opstui.connect import Connector, EmbeddedConnector
+    from opstui.session import Target
+
+    if chosen is None:
+        connector: Connector = EmbeddedConnector(
+            target=Target("embedded", "", "", is_embedded=True), background=background
+        )
+    else:
+        connector = Connector(target=Target.from_profile(chosen), email_hint=chosen.email)
+    from opstui.config import load_config
+    from opstui.ui.app import OpsApp
+
+    interval = load_config().health_interval_seconds
+    OpsApp(connector, team=team, health_interval=interval).run()
+    return 0
+
+
+def _plainly_embedded(profile: str | None) -> bool:
+    """True when nothing could name a project: no --profile, no SUPABASE_* and no config file.
+
+    Decided without importing the config module, which costs 0.26 s of start-up.
+    """
+    import os
+
+    from opstui import locations
+
+    if profile not in (None, "embedded"):
+        return False
+    if os.environ.get("SUPABASE_URL") or os.environ.get("SUPABASE_ANON_KEY"):
+        return False
+    return not locations.config_file().exists()
+
+
+def _start_backend() -> BackgroundBackend:
+    from opstui.backend.background import BackgroundBackend
+
+    return BackgroundBackend(defer_ssh_demo=True)
