@@ -119,7 +119,7 @@ class FormScreen(Screen):
                 )
             return Select(
                 options,
-                value=value if value in {k for _, k in options} else Select.BLANK,
+                value=value if value in {k for _, k in options} else Select.NULL,
                 id=widget_id,
                 allow_blank=True,
             )
@@ -130,11 +130,11 @@ class FormScreen(Screen):
             current = (
                 str(value.value if isinstance(value, Enum) else value)
                 if value is not None
-                else Select.BLANK
+                else Select.NULL
             )
             return Select(
                 [(c, c) for c in choices],
-                value=current if current in choices else Select.BLANK,
+                value=current if current in choices else Select.NULL,
                 id=widget_id,
             )
         if name in MULTILINE:
@@ -170,7 +170,7 @@ class FormScreen(Screen):
                 values[name] = list(widget.selected)
             elif isinstance(widget, Select):
                 selected = widget.value
-                if selected is not Select.BLANK and selected is not None:
+                if selected is not Select.NULL and selected is not None:
                     values[name] = selected
             elif isinstance(widget, Checkbox):
                 values[name] = widget.value
