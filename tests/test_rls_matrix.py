@@ -24,6 +24,9 @@ TEAM_TABLES = {
     "cicd_jobs",
     "deployments",
     "ssh_audit",
+    "cicd_builds",
+    "cicd_build_logs",
+    "cicd_provider_tasks",
 }
 
 

@@ -712,3 +712,54 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
                         completed or started or created,
                     ),
                 )
+
+    _seed_builds(x, now, cicd, cicd_ids, job_ids, team_ids, creator)
+
+
+def _seed_builds(x, now, cicd, cicd_ids, job_ids, team_ids, creator) -> None:  # noqa: ANN001
+    """A few finished builds with their logs, so `:builds` has history. Its own random
+    stream, so the rest of the estate (and its snapshots) does not shift."""
+    rng = random.Random(f"{_SEED}-builds")
+    for team, ctype, _name, url, _port, _config in cicd:
+        for (jid, ext), job in zip(job_ids[team], ("build", "deploy-staging"), strict=False):
+            for n, status in enumerate(("succeeded", "failed"), 1):
+                bid = _uuid(rng)
+                number = str(100 + rng.randint(0, 50) + n)
+                started = now - timedelta(days=rng.randint(1, 20), minutes=rng.randint(0, 600))
+                finished = started + timedelta(seconds=rng.randint(30, 600))
+                link = f"{url}/job/{ext}/{number}/" if ctype == "jenkins" else f"{url}/runs/{number}"
+                lines = [f"Started by user {creator(team)}", f"Running {job} #{number}"]
+                lines.append("Finished: SUCCESS" if status == "succeeded" else "Finished: FAILURE")
+                x(
+                    """
+                    insert into public.cicd_builds (id, job_id, provider_id, provider_type,
+                      job_name, team_id, tenant_id, requested_by, requested_at, parameters,
+                      external_id, number, url, status, runner_name, started_at, finished_at,
+                      error, next_seq, log_bytes, created_at, updated_at)
+                    values (%s, %s, %s, %s, %s, %s, (select tenant_id from public.teams
+                      where id = %s), %s, %s, '{}', %s, %s, %s, %s, 'demo-runner', %s, %s, %s,
+                      %s, %s, %s, %s)
+                    """,
+                    (
+                        bid, jid, cicd_ids[team], ctype.replace("_actions", ""), job,
+                        team_ids[team], team_ids[team], creator(team), started, number, number,
+                        link, status, started, finished,
+                        None if status == "succeeded" else "the build finished FAILURE",
+                        len(lines), sum(len(line) + 1 for line in lines), started, finished,
+                    ),
+                )
+                for seq, line in enumerate(lines, 1):
+                    x(
+                        "insert into public.cicd_build_logs (build_id, seq, stream, text,"
+                        " created_at, team_id) values (%s, %s, 'stdout', %s, %s, %s)",
+                        (bid, seq, line + "\n", started, team_ids[team]),
+                    )
+        x(
+            "insert into public.cicd_provider_tasks (provider_id, team_id, kind, status,"
+            " requested_by, requested_at, finished_at, result, created_at)"
+            " values (%s, %s, 'test', 'succeeded', %s, %s, %s, %s, %s)",
+            (
+                cicd_ids[team], team_ids[team], creator(team), now - timedelta(days=3),
+                now - timedelta(days=3), "ok: connected (demo data)", now - timedelta(days=3),
+            ),
+        )
