@@ -127,7 +127,7 @@ async def test_wrap_and_timestamps():
     app = _PaneApp()
     async with app.run_test(size=(40, 12)) as pilot:
         pane = app.query_one(LogPane)
-        pane.add_chunks([_chunk(61, "x" * 100), _chunk(62, "short")])
+        pane.add_chunks([_chunk(61, "x" * 100 + "\n"), _chunk(62, "short\n")])
         await pilot.pause()
         view = pane.view
         assert view.virtual_size.height == 2
@@ -179,3 +179,24 @@ async def test_output_log_keeps_the_multi_host_api():
         assert len(log) == 3 and log.plain_lines == ["web │ l2", "web │ l3", "web │ l4"]
         log.clear()
         assert len(log) == 0
+
+
+async def test_a_line_split_across_chunks_is_one_line():
+    app = _PaneApp()
+    async with app.run_test(size=(80, 10)) as pilot:
+        pane = app.query_one(LogPane)
+        pane.set_sources({"a": "web-01", "b": "db-01"})
+        pane.add_chunks([_chunk(1, "migrating 1 of 3 ... ", "a"), _chunk(2, "db up\n", "b")])
+        await pilot.pause()
+        assert pane.view.plain_lines == ["web-01 │ migrating 1 of 3 ... ", "db-01  │ db up"]
+        # Its end arrives later (and its stderr is a line of its own).
+        pane.add_chunks([_chunk(3, "done\nnext", "a"), _chunk(4, "warn\n", "a", "stderr")])
+        pane.add_chunks([_chunk(5, " step\n", "a")])
+        await pilot.pause()
+        assert pane.view.plain_lines == [
+            "web-01 │ migrating 1 of 3 ... done",
+            "db-01  │ db up",
+            "web-01 │ next step",
+            "web-01 │ warn",
+        ]
+        assert "done" in pane.view.render_line(0).text

@@ -100,9 +100,9 @@ def search_pattern(text: str) -> re.Pattern[str] | None:
     return re.compile(re.escape(text), re.IGNORECASE)
 
 
-# A line: prefix, prefix style, text (raw, may hold ANSI), stream, source, time, ordinal.
+# A line: [prefix, prefix style, text (raw, may hold ANSI), stream, source, time, ordinal].
 # Streams: stdout | stderr | system (or "note", the multi-host screen's own lines).
-Line = tuple[str, str, str, str, str | None, str, int]
+Line = list[Any]
 _PREFIX, _PREFIX_STYLE, _TEXT, _STREAM, _SOURCE, _AT, _N = range(7)
 
 
@@ -186,18 +186,36 @@ class LogView(ScrollView, can_focus=True):
 
     def write_lines(self, lines: Iterable[tuple[str, str, str, str]]) -> None:
         """Append `(prefix, prefix style, text, stream)` lines (no source, no time)."""
-        self.append((prefix, style, text, stream, None, "") for prefix, style, text, stream in lines)
+        self.append(
+            [self.new_line(prefix, style, text, stream) for prefix, style, text, stream in lines]
+        )
 
-    def append(self, entries: Iterable[tuple[str, str, str, str, str | None, str]]) -> None:
-        """Append `(prefix, prefix style, text, stream, source, time)` lines."""
+    def new_line(
+        self,
+        prefix: str,
+        prefix_style: str,
+        text: str,
+        stream: str,
+        source: str | None = None,
+        at: str = "",
+    ) -> Line:
+        """A line for `append`: a list, so a partial line can be continued in place."""
+        self._ordinal += 1
+        return [prefix, prefix_style, text[:MAX_LINE], stream, source, at, self._ordinal]
+
+    def take_ordinals(self, count: int) -> int:
+        """Reserve `count` ordinals for lines built in bulk; returns the first."""
+        first = self._ordinal + 1
+        self._ordinal += count
+        return first
+
+    def append(self, new: list[Line]) -> None:
+        """Append lines made by `new_line`, in order."""
         lines, keep = self._lines, self.per_source_lines
         only, rows_on = self.only, self.wrap and self._rows_width > 0
         width = self._width
         added = dropped_shown = 0
-        n = self._ordinal
-        for prefix, prefix_style, text, stream, source, at in entries:
-            n += 1
-            line = (prefix, prefix_style, text[:MAX_LINE], stream, source, at, n)
+        for line in new:
             if len(lines) == lines.maxlen:
                 self.dropped += 1
                 if only is None:
@@ -205,6 +223,7 @@ class LogView(ScrollView, can_focus=True):
                     if rows_on:
                         self._drop_rows(lines[0])
             lines.append(line)
+            source = line[_SOURCE]
             if keep:
                 tail = self._by_source.get(source)
                 if tail is None:
@@ -216,10 +235,9 @@ class LogView(ScrollView, can_focus=True):
                 tail.append(line)
             if only is None or source == only:
                 added += 1
-                width = max(width, len(prefix) + len(line[_TEXT]))
+                width = max(width, len(line[_PREFIX]) + len(line[_TEXT]))
                 if rows_on:
                     self._add_rows(line)
-        self._ordinal = n
         if not added:
             return
         self._width = width
@@ -228,6 +246,31 @@ class LogView(ScrollView, can_focus=True):
             self.scroll_to(y=self.max_scroll_y, animate=False)
         elif dropped_shown:
             self.scroll_to(y=max(0, self.scroll_y - dropped_shown), animate=False)
+        self.refresh()
+
+    def extend_line(self, line: Line, more: str) -> None:
+        """Continue a line already shown (its end arrived in a later chunk)."""
+        if not more or len(line[_TEXT]) >= MAX_LINE:
+            return
+        line[_TEXT] = (line[_TEXT] + more)[:MAX_LINE]
+        self._strips.pop(line[_N], None)
+        shown = line[_SOURCE] == self.only or self.only is None
+        if not shown:
+            return
+        self._width = max(self._width, len(line[_PREFIX]) + len(line[_TEXT]))
+        if self.wrap and self._rows_width:
+            rows, n, width = self._rows, line[_N], self._rows_width
+            first = bisect_left(rows, n, key=lambda row: row[0][_N])
+            have = 0
+            while first + have < len(rows) and rows[first + have][0] is line:
+                have += 1
+            if have:  # still in the buffer
+                for start in range(have * width, self._line_cells(line), width):
+                    rows.insert(first + have, (line, start))
+                    have += 1
+        self._resize_virtual()
+        if self.follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False)
         self.refresh()
 
     def clear(self) -> None:
@@ -464,6 +507,8 @@ class LogPane(Vertical):
         self.last_seq: int | None = None
         self.duplicates = 0  # chunks dropped because their seq was already shown
         self.gaps: list[tuple[int, int]] = []  # (after seq, next seq seen) where seqs jumped
+        # The last line of each (source, stream) when its chunk ended mid-line.
+        self._open: dict[tuple[str | None, str], list] = {}
         self._names: dict[str | None, str] = {None: RUNNER_SOURCE}
         self._colours: dict[str | None, str] = {None: "dim"}
         self._name_width = len(RUNNER_SOURCE)
@@ -494,8 +539,14 @@ class LogPane(Vertical):
     # -- chunks -----------------------------------------------------------------------------
 
     def add_chunks(self, chunks: Iterable[Mapping[str, Any]]) -> int:
-        """Show chunks in `seq` order, each once; returns how many lines were added."""
-        entries: list[tuple[str, str, str, str, str | None, str]] = []
+        """Show chunks in `seq` order, each once; returns how many lines were added.
+
+        A chunk need not end at a line end: the runner flushes whatever a host
+        printed, so the rest of a line can come in the host's next chunk, and it
+        continues that line instead of starting a new one.
+        """
+        view = self.view
+        new: list[list] = []
         prefixes: dict[str | None, tuple[str, str]] = {}
         for chunk in sorted(chunks, key=lambda c: c["seq"]):
             seq = int(chunk["seq"])
@@ -510,24 +561,43 @@ class LogPane(Vertical):
             if not text:
                 continue
             source = chunk.get("host_id")
+            stream = chunk.get("stream") or "stdout"
+            parts = text.split("\n")
+            complete = parts[-1] == ""
+            if complete:
+                parts.pop()
+            open_line = self._open.pop((source, stream), None)
+            if open_line is not None and parts:
+                view.extend_line(open_line, parts.pop(0))  # a no-op render-wise if not shown yet
+            if not parts:
+                if not complete and open_line is not None:
+                    self._open[(source, stream)] = open_line
+                continue
             prefix = prefixes.get(source)
             if prefix is None:
                 prefix = prefixes[source] = self._prefix(source)
             moment = parse_time(chunk.get("created_at"))
             at = moment.strftime("%H:%M:%S") if moment else ""
-            stream = chunk.get("stream") or "stdout"
-            if text.endswith("\n"):
-                text = text[:-1]
-            entries.extend(
-                (prefix[0], prefix[1], part, stream, source, at) for part in text.split("\n")
+            keep = max(view.max_lines, view.per_source_lines)
+            if len(parts) > keep:  # lines that would only fall off the top at once
+                view.dropped += len(parts) - keep
+                parts = parts[-keep:]
+            first = view.take_ordinals(len(parts))
+            head, style = prefix
+            new.extend(
+                [head, style, part[:MAX_LINE], stream, source, at, first + i]
+                for i, part in enumerate(parts)
             )
-        self.view.append(entries)
-        if self.view.pattern is not None and self._match_info:
+            if not complete:
+                self._open[(source, stream)] = new[-1]
+        view.append(new)
+        if view.pattern is not None and self._match_info:
             self._update_title()
-        return len(entries)
+        return len(new)
 
     def clear(self) -> None:
         self.view.clear()
+        self._open.clear()
         self.last_seq = None
         self.duplicates = 0
         self.gaps.clear()
