@@ -8,28 +8,60 @@
 -- changes nothing.
 
 -- ---------------------------------------------------------------------------
--- Roles (cluster-wide). Same attributes as on Supabase.
+-- Roles (cluster-wide), with the attributes they have on Supabase today.
+--
+-- The cluster's superuser is supabase_admin (as on Supabase); this file runs as
+-- it. `postgres` is NOT a superuser there: it applies the app's migrations with
+-- CREATEROLE, CREATEDB, REPLICATION and BYPASSRLS only, so a migration that
+-- needs more fails here as it would on Supabase.
 -- ---------------------------------------------------------------------------
 do $$
 begin
+  if not exists (select 1 from pg_roles where rolname = 'postgres') then
+    create role postgres login;
+  end if;
   if not exists (select 1 from pg_roles where rolname = 'anon') then
-    create role anon nologin noinherit;
+    create role anon nologin;
   end if;
   if not exists (select 1 from pg_roles where rolname = 'authenticated') then
-    create role authenticated nologin noinherit;
+    create role authenticated nologin;
   end if;
   if not exists (select 1 from pg_roles where rolname = 'service_role') then
-    create role service_role nologin noinherit bypassrls;
+    create role service_role nologin bypassrls;
   end if;
   if not exists (select 1 from pg_roles where rolname = 'authenticator') then
     create role authenticator login noinherit;
   end if;
+  if not exists (select 1 from pg_roles where rolname = 'supabase_auth_admin') then
+    create role supabase_auth_admin login noinherit createrole;
+  end if;
 end
 $$;
+alter role postgres nosuperuser login inherit createrole createdb replication bypassrls;
+alter role anon nologin inherit nobypassrls;
+alter role authenticated nologin inherit nobypassrls;
+alter role service_role nologin inherit bypassrls;
+alter role authenticator login noinherit nobypassrls;
+
+-- Supabase's timeouts: a runaway API request is cancelled by Postgres itself.
+alter role anon set statement_timeout = '3s';
+alter role authenticated set statement_timeout = '8s';
+alter role authenticator set statement_timeout = '8s';
+alter role authenticator set lock_timeout = '8s';
 
 -- The gateway connects as authenticator and, like PostgREST, switches role per
--- transaction with set_config('role', <jwt role>, true).
+-- transaction with set_config('role', <jwt role>, true). postgres may act as
+-- the API roles too (Supabase grants them to it).
 grant anon, authenticated, service_role to authenticator;
+grant anon, authenticated, service_role to postgres;
+
+-- postgres creates the app's schemas in this database (the database itself
+-- stays the superuser's).
+do $$
+begin
+  execute format('grant create, temporary on database %I to postgres', current_database());
+end
+$$;
 
 -- ---------------------------------------------------------------------------
 -- auth schema (GoTrue's tables, reduced to the columns the app uses).
@@ -132,21 +164,34 @@ as $$
     )::jsonb
 $$;
 
+-- The auth schema belongs to supabase_auth_admin (GoTrue's role), as on Supabase.
+alter schema auth owner to supabase_auth_admin;
+alter table auth.users owner to supabase_auth_admin;
+alter table auth.sessions owner to supabase_auth_admin;
+alter table auth.refresh_tokens owner to supabase_auth_admin;
+alter function auth.uid() owner to supabase_auth_admin;
+alter function auth.role() owner to supabase_auth_admin;
+alter function auth.email() owner to supabase_auth_admin;
+alter function auth.jwt() owner to supabase_auth_admin;
+
 -- Grants as on Supabase: the schema and the helper functions are usable, the
--- tables themselves are not readable by API roles.
-grant usage on schema auth to anon, authenticated, service_role;
+-- tables themselves are not readable by API roles. postgres may read them,
+-- reference them in foreign keys and put triggers on them (what Supabase still
+-- allows it since April 2025), nothing more.
+grant usage on schema auth to anon, authenticated, service_role, postgres;
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt()
-  to anon, authenticated, service_role;
-revoke all on all tables in schema auth from public, anon, authenticated, service_role;
-revoke all on all sequences in schema auth from public, anon, authenticated, service_role;
+  to anon, authenticated, service_role, postgres;
+revoke all on all tables in schema auth from public, anon, authenticated, service_role, postgres;
+revoke all on all sequences in schema auth from public, anon, authenticated, service_role, postgres;
+grant select, references, trigger on auth.users, auth.sessions, auth.refresh_tokens to postgres;
 
 -- ---------------------------------------------------------------------------
--- public schema grants: Supabase grants broadly and relies on RLS.
+-- public schema: usable by the API roles, but since 2026-10-30 Supabase grants
+-- them nothing on new objects. No default privileges here: every migration
+-- grants what each role needs on what it creates.
 -- ---------------------------------------------------------------------------
 grant usage on schema public to anon, authenticated, service_role;
-alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
-alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
-alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
+grant usage, create on schema public to postgres;
 
 -- ---------------------------------------------------------------------------
 -- Realtime publication (Supabase creates it, empty, on every project).
@@ -158,6 +203,8 @@ begin
   end if;
 end
 $$;
+-- postgres owns it, so migrations can add their tables.
+alter publication supabase_realtime owner to postgres;
 
 -- ---------------------------------------------------------------------------
 -- Supabase CLI migration bookkeeping (+ checksum and applied_at).
@@ -171,4 +218,7 @@ create table if not exists supabase_migrations.schema_migrations (
 alter table supabase_migrations.schema_migrations add column if not exists checksum text;
 alter table supabase_migrations.schema_migrations
   add column if not exists applied_at timestamptz default now();
+-- The CLI creates these as postgres, which records each migration it applies.
+alter schema supabase_migrations owner to postgres;
+alter table supabase_migrations.schema_migrations owner to postgres;
 revoke all on schema supabase_migrations from public, anon, authenticated;

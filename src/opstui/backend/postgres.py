@@ -24,7 +24,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SUPERUSER = "postgres"
+# As on Supabase: the superuser is supabase_admin, and `postgres` (which applies the
+# app's migrations) is an ordinary role that bootstrap.sql creates.
+SUPERUSER = "supabase_admin"
+MIGRATOR = "postgres"
 DATABASE = "postgres"
 # Unix socket paths are limited to ~107 bytes; ".s.PGSQL.5432" needs 14 of them.
 _MAX_SOCKET_DIR_LEN = 90
@@ -120,12 +123,15 @@ class PostgresCluster:
             if _is_root():
                 self._prepare_for_root()
             self._socket_dir = self._choose_socket_dir()
-            if not (self.pgdata / "PG_VERSION").exists():
+            fresh = not (self.pgdata / "PG_VERSION").exists()
+            if fresh:
                 self._initdb()
             else:
                 self._recover_from_crash()
             self._pg_ctl_start()
             self._started = True
+            if not fresh:
+                self._check_superuser()
         except BaseException:
             self._release_lock()
             raise
@@ -231,6 +237,23 @@ class PostgresCluster:
             settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
         with open(self.pgdata / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
             conf.write("\n".join(settings) + "\n")
+
+    def _check_superuser(self) -> None:
+        """A data directory from before the Supabase role layout has `postgres` as its
+        superuser, which cannot be demoted: say so instead of failing later."""
+        import psycopg
+
+        try:
+            psycopg.connect(self.conninfo(), connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            if f'role "{SUPERUSER}" does not exist' not in str(exc):
+                raise
+            self.stop()
+            raise PostgresError(
+                f"the database in {self.data_dir} was created by an older opstui (its superuser "
+                f"is postgres; it is now {SUPERUSER}, as on Supabase); move that directory "
+                "away to start afresh, or run with --ephemeral"
+            ) from None
 
     def _recover_from_crash(self) -> None:
         pid_file = self.pgdata / "postmaster.pid"

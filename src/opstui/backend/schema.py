@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import psycopg
+import psycopg.conninfo
 from psycopg import pq
 
 BACKEND_DIR = Path(__file__).resolve().parent
@@ -129,10 +130,24 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
     return applied_now
 
 
+MIGRATOR = "postgres"
+
+
+def migrator_conninfo(conn: psycopg.Connection) -> str:
+    """The same database as `conn`, as the role that applies migrations on Supabase
+    (`postgres`, no superuser)."""
+    params = conn.info.get_parameters()
+    params["user"] = MIGRATOR
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**params)
+
+
 def prepare_database(conn: psycopg.Connection) -> list[str]:
-    """Bootstrap the Supabase-owned objects, then apply pending migrations."""
+    """Bootstrap the Supabase-owned objects on `conn` (a superuser connection), then
+    apply pending migrations as `postgres`, which is not a superuser, as on Supabase."""
     apply_bootstrap(conn)
-    return apply_migrations(conn)
+    with psycopg.connect(migrator_conninfo(conn), autocommit=True) as migrator:
+        return apply_migrations(migrator)
 
 
 def export_migrations(dest: Path) -> list[Path]:

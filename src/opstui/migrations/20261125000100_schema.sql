@@ -327,3 +327,43 @@ begin
   end loop;
 end
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Data API grants. Supabase grants nothing on new public tables to the API
+-- roles (since 2026-10-30), so each table gets exactly what the app uses; the
+-- policies in 20261125000300_rls.sql then decide which rows. anon gets
+-- nothing: every policy is for signed-in users. No TRUNCATE, REFERENCES or
+-- TRIGGER for anyone (TRUNCATE ignores RLS). service_role is the server-side
+-- key (it bypasses RLS) and may write everything.
+-- ---------------------------------------------------------------------------
+revoke all on
+  public.subscription_tiers, public.resource_limits, public.tenants, public.role_templates,
+  public.profiles, public.teams, public.team_members, public.permission_matrix, public.hosts,
+  public.git_providers, public.repositories, public.profile_repository_pins,
+  public.cicd_providers, public.cicd_jobs, public.deployments, public.deployment_cicd_mappings
+  from public, anon, authenticated, service_role;
+
+-- Catalogs and tenants: read-only for users (changing a tier is a billing operation).
+grant select on
+  public.subscription_tiers, public.resource_limits, public.role_templates, public.tenants
+  to authenticated;
+-- Profiles are created by the on_auth_user_created trigger and deleted with the
+-- auth user; users only read and edit them (protect_profile limits the columns).
+grant select, update on public.profiles to authenticated;
+-- Pins are added and removed, never edited.
+grant select, insert, delete on public.profile_repository_pins to authenticated;
+grant select, insert, update, delete on
+  public.teams, public.team_members, public.permission_matrix, public.hosts,
+  public.git_providers, public.repositories, public.cicd_providers, public.cicd_jobs,
+  public.deployments, public.deployment_cicd_mappings
+  to authenticated;
+
+grant select, insert, update, delete on
+  public.subscription_tiers, public.resource_limits, public.tenants, public.role_templates,
+  public.profiles, public.teams, public.team_members, public.permission_matrix, public.hosts,
+  public.git_providers, public.repositories, public.profile_repository_pins,
+  public.cicd_providers, public.cicd_jobs, public.deployments, public.deployment_cicd_mappings
+  to service_role;
+
+-- The trigger function is only ever called by its triggers.
+revoke execute on function private.set_updated_at() from public, anon, authenticated;

@@ -7,8 +7,9 @@
 -- them set-based, e.g. `team_id in (select private.my_team_ids())`, so each
 -- runs once per statement as a hashed subplan, never once per row.
 
+-- Policies call the helpers as the API role: it needs the schema and EXECUTE
+-- (granted per function below; PostgreSQL grants EXECUTE to PUBLIC otherwise).
 grant usage on schema private to authenticated, service_role;
-alter default privileges in schema private revoke execute on functions from public;
 
 -- The caller's tenant.
 create or replace function private.my_tenant_id() returns text

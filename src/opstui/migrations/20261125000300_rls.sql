@@ -14,7 +14,8 @@
 --   * catalog tables (subscription_tiers, resource_limits, role_templates) are
 --     read-only for authenticated users; tenants are read-only too (changing the
 --     tier is a billing operation: service_role);
---   * anon gets nothing: every policy is `to authenticated`.
+--   * anon gets nothing: every policy is `to authenticated`, and anon has no grants;
+--   * table privileges (what each role may do at all) are granted in 20261125000100.
 -- service_role bypasses RLS (BYPASSRLS), as on Supabase.
 
 do $$
@@ -47,8 +48,7 @@ drop policy if exists "Authenticated users can read role templates" on public.ro
 create policy "Authenticated users can read role templates" on public.role_templates
   for select to authenticated using (true);
 
-revoke insert, update, delete on public.subscription_tiers, public.resource_limits,
-  public.role_templates, public.tenants from anon, authenticated;
+-- (The API roles are granted only SELECT on these: see 20261125000100_schema.sql.)
 
 -- ---------------------------------------------------------------------------
 -- Tenants, profiles, teams: tenant isolation.
@@ -490,7 +490,3 @@ drop policy if exists "Users can unpin their repositories" on public.profile_rep
 create policy "Users can unpin their repositories" on public.profile_repository_pins
   for delete to authenticated
   using (profile_id = (select auth.uid()));
-
--- Supabase's default privileges grant ALL (including TRUNCATE, which ignores
--- RLS, and TRIGGER/REFERENCES) to the API roles; keep only what RLS governs.
-revoke truncate, references, trigger on all tables in schema public from anon, authenticated;

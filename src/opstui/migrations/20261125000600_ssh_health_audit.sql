@@ -83,7 +83,8 @@ create index if not exists ssh_audit_host_id_idx on public.ssh_audit (host_id, s
 create index if not exists ssh_audit_profile_id_idx on public.ssh_audit (profile_id);
 
 alter table public.ssh_audit enable row level security;
-revoke update, delete, truncate on public.ssh_audit from public, anon, authenticated;
+revoke all on public.ssh_audit from public, anon, authenticated, service_role;
+grant select, insert on public.ssh_audit to authenticated, service_role;
 
 drop policy if exists "Members can view their teams' ssh audit" on public.ssh_audit;
 create policy "Members can view their teams' ssh audit" on public.ssh_audit
