@@ -74,7 +74,7 @@ def test_is_values(value, expected):
         ("id", "in.1,2"),  # in without parentheses
         ("id", 'in.("a)'),  # unterminated quote
         (";drop", "eq.1"),  # not an identifier
-        ("rel.col", "eq.1"),  # embedded filter
+        ("rel.col", "eq"),  # embedded filter without a value
         ("id", "eq(some).{1}"),
     ],
 )
@@ -140,9 +140,9 @@ def test_select_items():
 
 
 @pytest.mark.parametrize(
-    "value", ["teams(*)", "id,teams!inner(name)", "...teams(name)", "count()", "id::te;xt", "a,,b"]
+    "value", ["...teams(name)", "count()", "id::te;xt", "a,,b", "teams!a!b(name)", "t(x"]
 )
-def test_select_refuses_embedding_and_junk(value):
+def test_select_refuses_spreads_aggregates_and_junk(value):
     with pytest.raises(QueryError):
         pq.parse_select(value)
 
@@ -216,9 +216,9 @@ def test_read_sql_casts_values_to_column_types_and_counts_under_same_filters():
     )
     query, params = pq.read_sql(HOSTS, q, with_count=True)
     text = sql_of(query)
-    assert '"team_id" = %s::uuid' in text
-    assert '("port" > %s::integer or "name" ilike %s::text)' in text
-    assert 'order by "name" desc limit %s::bigint' in text
+    assert '"pgrst_src"."team_id" = %s::uuid' in text
+    assert '("pgrst_src"."port" > %s::integer or "pgrst_src"."name" ilike %s::text)' in text
+    assert 'order by "pgrst_src"."name" desc limit %s::bigint' in text
     assert text.count("%s") == len(params) == 7
     assert params == ["8a7f0e6e-0000-0000-0000-000000000000", "22", "%web%"] * 2 + [50]
 
@@ -236,9 +236,9 @@ def test_json_keys_and_in_lists_are_parameters():
     query, params = pq.read_sql(HOSTS, q)
     text = sql_of(query)
     assert params[0] == "x'y"
-    assert '"data" ->> %s::text as "x\'y"' in text
-    assert '"port" = any(%s::integer[])' in text and ["1", "2"] in params
-    assert '"tags" @> %s::text[]' in text
+    assert '"pgrst_src"."data" ->> %s::text as "x\'y"' in text
+    assert '"pgrst_src"."port" = any(%s::integer[])' in text and ["1", "2"] in params
+    assert '"pgrst_src"."tags" @> %s::text[]' in text
 
 
 def test_insert_upsert_and_minimal_statements():
@@ -283,3 +283,228 @@ def test_insert_upsert_and_minimal_statements():
             returning=False,
         )
     assert exc.value.code == "PGRST204"
+
+
+# -- hostile input: nothing the caller sends becomes SQL text ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        "name::text as a from pg_settings union select name",  # the reported exploit
+        "name::text) from pg_roles --",
+        "name::int4; drop table hosts",
+        "name::regclass",
+        "name::pg_catalog.text",
+        'name::"text"',
+        "name::text[] []",
+        "name::character varying",  # two words: never a cast here
+    ],
+)
+def test_casts_outside_the_allow_list_are_refused(select):
+    with pytest.raises(QueryError) as exc:
+        pq.parse_select(select)
+    assert exc.value.code == "PGRST100"
+
+
+def test_allowed_casts_come_from_our_own_text():
+    q = pq.parse_query([("select", "port::TEXT,tags::text[],n:port::int")])
+    text = sql_of(pq.read_sql(HOSTS, q)[0])
+    assert '("pgrst_src"."port")::text as "port"' in text
+    assert '("pgrst_src"."tags")::text[] as "tags"' in text
+    assert '("pgrst_src"."port")::integer as "n"' in text
+
+
+HOSTILE = "x' or 1=1; select rolname from pg_roles --"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("select", f'"{HOSTILE}"')],  # a quoted column name that does not exist
+        [("select", f'a:"{HOSTILE}"')],
+        [("order", f'"{HOSTILE}".desc')],
+        [(f'"{HOSTILE}"', "eq.1")],
+        [("or", f'("{HOSTILE}".eq.1)')],
+        [("columns", f'"{HOSTILE}"')],
+    ],
+)
+def test_hostile_identifiers_only_ever_become_quoted_names_of_real_columns(params):
+    q = pq.parse_query(params)
+    with pytest.raises(QueryError) as exc:
+        pq.read_sql(HOSTS, q)
+        pq.check_payload_columns(HOSTS, q.columns or ())
+    assert exc.value.code in ("42703", "PGRST204")
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("name", f"eq.{HOSTILE}"),
+        ("name", f"like.*{HOSTILE}*"),
+        ("name", f"in.({HOSTILE},b)"),
+        ("name", f"fts(english).{HOSTILE}"),
+        ("data->>k", f"eq.{HOSTILE}"),
+        (f"data->{HOSTILE}", "eq.1"),
+        ("tags", f"cs.{{{HOSTILE}}}"),
+        ("name", f"eq(any).{{{HOSTILE}}}"),
+        ("or", f'(name.eq."{HOSTILE}",and(port.gt.1,name.neq.{HOSTILE}))'),
+    ],
+)
+def test_hostile_values_travel_only_as_parameters(key, value):
+    query, params = pq.read_sql(HOSTS, pq.parse_query([(key, value)]))
+    text = sql_of(query)
+    assert "pg_roles" not in text and "1=1" not in text
+    assert any(HOSTILE in str(p) for p in params)
+
+
+@pytest.mark.parametrize("op", ["fts(english'--)", "eq(any' or 1=1)", "is", "like(any)x"])
+def test_hostile_operator_modifiers_are_refused(op):
+    with pytest.raises(QueryError):
+        pq.parse_filter("name", f"{op}.x")
+
+
+def test_or_nested_past_the_limit_is_a_parse_error_not_a_recursion_error():
+    deep = "(" + "or(" * 1000 + "id.eq.1" + ")" * 1000 + ")"
+    with pytest.raises(QueryError) as exc:
+        pq.parse_query([("or", deep)])
+    assert exc.value.code == "PGRST100" and "nest" in exc.value.details
+    ok = "(" + "or(" * (pq.MAX_LOGIC_DEPTH - 1) + "id.eq.1" + ")" * (pq.MAX_LOGIC_DEPTH - 1) + ")"
+    pq.read_sql(HOSTS, pq.parse_query([("or", ok)]))
+
+
+def test_nul_bytes_are_refused_before_the_driver():
+    for params in ([("name", "eq.a\x00b")], [("na\x00me", "eq.a")], [("select", "a\x00")]):
+        with pytest.raises(QueryError) as exc:
+            pq.parse_query(params)
+        assert "NUL" in exc.value.details
+
+
+# -- embedded resources --------------------------------------------------------------------------
+
+REPOS = pq.Table(
+    "public",
+    "repositories",
+    {c: pq.Column(c, t) for c, t in [("id", "uuid"), ("name", "text"), ("team_id", "uuid")]},
+    ("id",),
+)
+DEPLOYS = pq.Table(
+    "public",
+    "deployments",
+    {
+        c: pq.Column(c, t)
+        for c, t in [
+            ("id", "uuid"),
+            ("name", "text"),
+            ("repository_id", "uuid"),
+            ("user_id", "uuid"),
+            ("creator_id", "uuid"),
+        ]
+    },
+    ("id",),
+)
+PROFILES = pq.Table(
+    "public", "profiles", {c: pq.Column(c, "uuid") for c in ("id", "email")}, ("id",)
+)
+CATALOG = pq.Catalog(
+    {t.name: t for t in (REPOS, DEPLOYS, PROFILES, HOSTS)},
+    (
+        pq.ForeignKey(
+            "deployments_repository_id_fkey",
+            "deployments",
+            ("repository_id",),
+            "repositories",
+            ("id",),
+        ),
+        pq.ForeignKey("deployments_user_id_fkey", "deployments", ("user_id",), "profiles", ("id",)),
+        pq.ForeignKey(
+            "deployments_creator_id_fkey", "deployments", ("creator_id",), "profiles", ("id",)
+        ),
+    ),
+)
+
+
+def test_embed_grammar():
+    items = pq.parse_select("id,repo:repositories!inner(name,deployments(id)),profiles!user_id(*)")
+    assert items[1] == pq.Embed(
+        "repositories",
+        (pq.SelectItem(Field("name")), pq.Embed("deployments", (pq.SelectItem(Field("id")),))),
+        alias="repo",
+        inner=True,
+    )
+    assert items[2] == pq.Embed("profiles", (pq.SelectItem(None),), hint="user_id")
+    assert pq.parse_select("repositories()") == [pq.Embed("repositories", ())]
+    q = pq.parse_query(
+        [
+            ("repo.name", "eq.x"),
+            ("repo.order", "name.desc"),
+            ("repo.limit", "2"),
+            ("repo.not.or", "(name.eq.a)"),
+        ]
+    )
+    sub = q.embedded[("repo",)]
+    assert (sub.limit, len(sub.where), sub.order[0].desc, sub.where[1].negated) == (
+        2,
+        2,
+        True,
+        True,
+    )
+
+
+def test_many_to_one_and_one_to_many_are_correlated_subqueries():
+    q = pq.parse_query([("select", "name,repositories(name)"), ("repositories.name", "eq.api")])
+    text, params = pq.read_sql(DEPLOYS, q, catalog=CATALOG)
+    text = sql_of(text)
+    assert "(select row_to_json(" in text
+    assert '"pgrst_1"."id" = "pgrst_src"."repository_id"' in text
+    assert params == ["api"]
+    q = pq.parse_query(
+        [
+            ("select", "name,deployments(name)"),
+            ("deployments.order", "name.desc"),
+            ("deployments.limit", "3"),
+        ]
+    )
+    text = sql_of(pq.read_sql(REPOS, q, catalog=CATALOG)[0])
+    assert "coalesce(json_agg(" in text
+    assert '"pgrst_1"."repository_id" = "pgrst_src"."id"' in text
+    assert 'order by "pgrst_1"."name" desc limit %s::bigint' in text
+
+
+def test_inner_embed_filters_the_parent_with_exists():
+    q = pq.parse_query(
+        [("select", "name,repositories!inner(name)"), ("repositories.name", "eq.api")]
+    )
+    query, params = pq.read_sql(DEPLOYS, q, catalog=CATALOG, with_count=True)
+    text = sql_of(query)
+    assert text.count("exists (select 1 from") == 2  # the page and the count
+    assert params == ["api"] * 3
+
+
+def test_ambiguous_and_unknown_relationships():
+    with pytest.raises(QueryError) as exc:
+        pq.read_sql(DEPLOYS, pq.parse_query([("select", "profiles(*)")]), catalog=CATALOG)
+    assert (exc.value.code, exc.value.status) == ("PGRST201", 300)
+    pq.read_sql(DEPLOYS, pq.parse_query([("select", "profiles!creator_id(*)")]), catalog=CATALOG)
+    pq.read_sql(
+        DEPLOYS,
+        pq.parse_query([("select", "profiles!deployments_user_id_fkey(*)")]),
+        catalog=CATALOG,
+    )
+    for select in ("hosts(*)", f'"{HOSTILE}"(*)', "pg_roles(*)", "repositories!nope(*)"):
+        with pytest.raises(QueryError) as exc:
+            pq.read_sql(DEPLOYS, pq.parse_query([("select", select)]), catalog=CATALOG)
+        assert exc.value.code == "PGRST200", select
+
+
+def test_filters_on_embeds_not_in_select_are_pgrst108():
+    with pytest.raises(QueryError) as exc:
+        pq.read_sql(DEPLOYS, pq.parse_query([("repositories.name", "eq.x")]), catalog=CATALOG)
+    assert exc.value.code == "PGRST108"
+
+
+def test_embeds_nest_only_so_deep():
+    deep = "repositories(" * 50 + "name" + ")" * 50
+    with pytest.raises(QueryError) as exc:
+        pq.parse_select(deep)
+    assert "nest" in exc.value.details

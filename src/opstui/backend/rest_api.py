@@ -14,8 +14,10 @@ and refreshed on a miss) and the HTTP layer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import psycopg
 from aiohttp import web
 from psycopg import sql
+from psycopg_pool import PoolTimeout
 
 from opstui.backend import postgrest_query as pq
 from opstui.backend.gateway import ApiError, GatewayContext, context, request_claims, transaction_as
@@ -65,6 +68,27 @@ select p.proname, p.proretset, format_type(p.prorettype, null), rt.typtype, p.pr
 """
 
 
+_FOREIGN_KEYS_SQL = """
+select c.conname, cl.relname,
+       array(select a.attname::text
+               from unnest(c.conkey) with ordinality as k(attnum, ord)
+               join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum
+              order by k.ord),
+       fcl.relname,
+       array(select a.attname::text
+               from unnest(c.confkey) with ordinality as k(attnum, ord)
+               join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.attnum
+              order by k.ord)
+  from pg_constraint c
+  join pg_class cl on cl.oid = c.conrelid
+  join pg_namespace n on n.oid = cl.relnamespace
+  join pg_class fcl on fcl.oid = c.confrelid
+  join pg_namespace fn on fn.oid = fcl.relnamespace
+ where c.contype = 'f' and n.nspname = %s and fn.nspname = %s
+ order by c.conname
+"""
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
@@ -94,6 +118,7 @@ class SchemaCache:
         self.ctx = ctx
         self.tables: dict[str, pq.Table] = {}
         self.functions: dict[str, list[Function]] = {}
+        self.foreign_keys: tuple[pq.ForeignKey, ...] = ()
         self.loaded_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -111,6 +136,8 @@ class SchemaCache:
                     table_rows = await cur.fetchall()
                     cur = await conn.execute(_FUNCTIONS_SQL, (SCHEMA,))
                     fn_rows = await cur.fetchall()
+                    cur = await conn.execute(_FOREIGN_KEYS_SQL, (SCHEMA, SCHEMA))
+                    fk_rows = await cur.fetchall()
             tables: dict[str, dict[str, pq.Column]] = {}
             pks: dict[str, tuple[str, ...]] = {}
             for relname, attname, typ, cat, hasdef, pk in table_rows:
@@ -126,10 +153,19 @@ class SchemaCache:
                 if fn is not None:
                     functions.setdefault(fn.name, []).append(fn)
             self.functions = functions
+            self.foreign_keys = tuple(
+                pq.ForeignKey(name, table, tuple(cols), ref, tuple(ref_cols))
+                for name, table, cols, ref, ref_cols in fk_rows
+            )
             self.loaded_at = started
 
     def invalidate(self) -> None:
         self.loaded_at = 0.0
+
+    @property
+    def catalog(self) -> pq.Catalog:
+        """What embedded resources resolve against (one consistent snapshot)."""
+        return pq.Catalog(self.tables, self.foreign_keys)
 
     async def table(self, name: str) -> pq.Table:
         seen = self.loaded_at
@@ -149,7 +185,8 @@ class SchemaCache:
     async def table_with_columns(self, name: str, q: pq.Query, body_cols: set[str]) -> pq.Table:
         """The table, refreshed once if the request names a column we have not seen."""
         table = await self.table(name)
-        if _mentioned_columns(q, body_cols) - table.columns.keys():
+        unknown_embeds = _embed_names(q.select) - self.tables.keys() - table.columns.keys()
+        if _mentioned_columns(q, body_cols) - table.columns.keys() or unknown_embeds:
             await self.refresh(seen_at=self.loaded_at)
             table = await self.table(name)
         return table
@@ -202,10 +239,19 @@ def _fields(nodes: list[pq.Node]) -> set[str]:
     return out
 
 
+def _embed_names(items: list[pq.SelectItem | pq.Embed] | tuple) -> set[str]:
+    out: set[str] = set()
+    for item in items:
+        if isinstance(item, pq.Embed):
+            out.add(item.name)
+            out |= _embed_names(item.select)
+    return out
+
+
 def _mentioned_columns(q: pq.Query, body_cols: set[str]) -> set[str]:
-    cols = {i.field.column for i in q.select if i.field is not None}
+    cols = {i.field.column for i in q.select if isinstance(i, pq.SelectItem) and i.field}
     cols |= {t.field.column for t in q.order}
-    cols |= _fields(q.where)
+    cols |= _fields(q.where) - {e.key for e in q.embeds()}
     cols |= set(q.columns or ()) | set(q.on_conflict or ()) | body_cols
     return cols
 
@@ -269,12 +315,22 @@ def _parse(request: web.Request, *, arg_names: frozenset[str] = frozenset()) -> 
         raise _api_error(exc) from None
     range_header = request.headers.get("Range")
     if range_header and q.limit is None and q.offset is None:
-        lo, sep, hi = range_header.strip().partition("-")
-        if sep and lo.isdigit() and (hi == "" or hi.isdigit()):
-            q.offset = int(lo)
-            if hi:
-                q.limit = max(int(hi) - int(lo) + 1, 0)
+        # ASCII digits only: str.isdigit() accepts '²', which int() then refuses.
+        m = _RANGE_RE.fullmatch(range_header.strip())
+        if m is None or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            raise ApiError(
+                416,
+                "PGRST103",
+                "Requested range not satisfiable",
+                details=f"Range must be <first>-[<last>] in ASCII digits, not {range_header!r}",
+            )
+        q.offset = int(m.group(1))
+        if m.group(2):
+            q.limit = int(m.group(2)) - q.offset + 1
     return q
+
+
+_RANGE_RE = re.compile(r"(?:items=)?([0-9]{1,18})-([0-9]{0,18})", re.ASCII)
 
 
 def _api_error(exc: pq.QueryError) -> ApiError:
@@ -282,13 +338,23 @@ def _api_error(exc: pq.QueryError) -> ApiError:
 
 
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except ConnectionError:
+        raise _client_gone(request, "while sending the body") from None
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
+        # Everything below re-serialises the body: it must be shallow enough for that too.
+        json.dumps(body)
+        return body
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "PGRST102", "Empty or invalid json", details=str(exc)) from None
+    except RecursionError:
+        raise ApiError(
+            400, "PGRST102", "Empty or invalid json", details="the JSON is nested too deeply"
+        ) from None
 
 
 def _content_range(offset: int, n: int, total: int | None) -> str:
@@ -341,8 +407,25 @@ def _build(fn, *args, **kwargs):
         raise _api_error(exc) from None
 
 
-async def _run(request: web.Request, claims: dict[str, Any], work):
-    """Run `work(conn)` in the request's transaction; stale-schema errors invalidate the cache."""
+# How often a running statement checks that its client is still connected.
+_DISCONNECT_POLL = 0.25
+
+
+class _ClientGone(ApiError):
+    """The client disconnected; the response is never delivered (aiohttp drops it quietly)."""
+
+
+def _client_gone(request: web.Request, when: str) -> _ClientGone:
+    log.info("client disconnected %s: %s %s cancelled", when, request.method, request.path)
+    return _ClientGone(499, "PGRST000", "client closed the request")
+
+
+def _disconnected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _in_transaction(request: web.Request, claims: dict[str, Any], work):
     try:
         async with transaction_as(
             context(request), claims, method=request.method, path=request.path
@@ -355,6 +438,36 @@ async def _run(request: web.Request, claims: dict[str, Any], work):
     ):
         cache_of(request).invalidate()
         raise
+    except PoolTimeout:
+        raise ApiError(
+            504, "PGRST003", "Timed out acquiring connection from connection pool."
+        ) from None
+
+
+async def _run(request: web.Request, claims: dict[str, Any], work):
+    """Run `work(conn)` in the request's transaction, cancelled if the client goes away.
+
+    Cancelling the task makes psycopg send a cancel request for the running
+    statement and wait for it; the transaction then rolls back and the connection
+    goes back to the pool, so abandoned requests cannot pile up on the database.
+    """
+    task = asyncio.ensure_future(_in_transaction(request, claims, work))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL)
+            if done:
+                return task.result()
+            if _disconnected(request):
+                break
+    except asyncio.CancelledError:  # the handler itself was cancelled (shutdown)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise _client_gone(request, "during the query")
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -399,13 +512,30 @@ async def table_handler(request: web.Request) -> web.StreamResponse:
         raise ApiError(
             400, "PGRST100", "limit and offset are not supported on PATCH or DELETE here"
         )
+    if method in ("PATCH", "DELETE") and not q.where:
+        # Supabase loads pg-safeupdate for the API: a write without a filter is refused.
+        verb = "UPDATE" if method == "PATCH" else "DELETE"
+        raise ApiError(
+            400,
+            "21000",
+            f"{verb} requires a WHERE clause",
+            hint="Add a filter such as id=eq.<id>; to touch every row, filter on a column "
+            "that all rows match.",
+        )
+    _build(pq.check_embedded_paths, q)
     return await _write(request, claims, table, q, neg, prefer, body)
 
 
 async def _read(request, claims, table, q, neg, prefer) -> web.Response:
     with_count = prefer.count is not None
     query, params = _build(
-        pq.read_sql, table, q, single=neg.single, strip_nulls=neg.strip_nulls, with_count=with_count
+        pq.read_sql,
+        table,
+        q,
+        catalog=cache_of(request).catalog,
+        single=neg.single,
+        strip_nulls=neg.strip_nulls,
+        with_count=with_count,
     )
 
     async def work(conn):
@@ -464,6 +594,8 @@ async def _write(request, claims, table, q, neg, prefer, body) -> web.Response:
                 table,
                 [s for s, _ in statements],
                 q.select,
+                catalog=cache_of(request).catalog,
+                embedded=q.embedded,
                 single=neg.single,
                 strip_nulls=neg.strip_nulls,
             )
@@ -623,6 +755,7 @@ async def rpc_handler(request: web.Request) -> web.StreamResponse:
             pq.read_sql,
             table,
             q,
+            catalog=cache.catalog,
             single=neg.single,
             strip_nulls=neg.strip_nulls,
             with_count=prefer.count is not None,
@@ -630,7 +763,7 @@ async def rpc_handler(request: web.Request) -> web.StreamResponse:
             source_params=params,
         )
     else:
-        if q.where or q.order or q.select != [pq.SelectItem(None)]:
+        if q.where or q.order or q.embedded or q.select != [pq.SelectItem(None)]:
             raise ApiError(
                 400,
                 "PGRST100",
