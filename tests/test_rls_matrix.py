@@ -27,6 +27,9 @@ TEAM_TABLES = {
     "cicd_builds",
     "cicd_build_logs",
     "cicd_provider_tasks",
+    "deployment_runs",
+    "deployment_run_hosts",
+    "deployment_run_logs",
 }
 
 
@@ -52,7 +55,47 @@ def _key(table: str, row: dict) -> str:
         return f"{row['team_id']}|{row['profile_id']}"
     if table == "profile_repository_pins":
         return f"{row['profile_id']}|{row['repository_id']}"
+    if table == "deployment_run_hosts":
+        return f"{row['run_id']}|{row['host_id']}"
     return str(row["id"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def run_history(backend_info):
+    """One finished run (with its hosts and a log line) per team, unless the demo seeds runs.
+    Each mirrors its deployment's last start and end, so the deployment does not change."""
+    db = backend_info.db_url
+    if _rows(db, "select 1 from deployment_runs limit 1"):
+        yield
+        return
+    seeded = _rows(
+        db,
+        """
+        with pick as (
+          select distinct on (d.team_id) d.* from deployments d
+          where d.status = 'success' and d.started_at is not null and cardinality(d.host_ids) > 0
+          order by d.team_id, d.created_at
+        ), run as (
+          insert into deployment_runs (deployment_id, team_id, tenant_id, number, trigger, status,
+            started_at, finished_at, spec)
+          select p.id, p.team_id, p.tenant_id, 1, 'manual', 'succeeded', p.started_at,
+                 p.completed_at, jsonb_build_object('host_ids', to_jsonb(p.host_ids::text[]))
+          from pick p
+          returning id, team_id, spec
+        ), host as (
+          insert into deployment_run_hosts (run_id, host_id, status, exit_code, team_id)
+          select r.id, h.id, 'succeeded', 0, r.team_id
+          from run r cross join lateral jsonb_array_elements_text(r.spec -> 'host_ids') as h(id)
+        ), log as (
+          insert into deployment_run_logs (run_id, seq, stream, text, team_id)
+          select r.id, 1, 'system', 'done', r.team_id from run r
+        )
+        select id from run
+        """,
+    )
+    assert seeded
+    yield
+    _rows(db, "delete from deployment_runs where id = any(%s)", ([r["id"] for r in seeded],))
 
 
 def expected_visible(db_url: str, user_id: str | None) -> dict[str, set[str]]:
