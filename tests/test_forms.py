@@ -128,3 +128,40 @@ async def test_editing_a_deployment_without_cicd_provider_opens(backend, backend
             assert app.screen.query_one("#field-repository_id", Select).value is Select.NULL
     finally:
         _db(backend_info, "delete from deployments where name = %s", (name,))
+
+
+async def test_host_form_refuses_names_the_cli_cannot_address_and_has_no_status(backend):
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        screen = app.screen
+        await pilot.press("c")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen", what="form")
+        form = app.screen
+        assert not form.query("#field-status"), "status belongs to health checks"
+        assert app.focused is form.query_one("#field-name"), "the first field has focus"
+        # Digits typed into the form stay in it (they used to switch views).
+        await pilot.press(*"nc keep 01 !!")
+        assert form.query_one("#field-name", Input).value == "nc keep 01 !!"
+        assert app.screen is form
+        form.query_one("#field-ip", Input).value = "127.0.0.9"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "letters, digits" in str(form.query_one("#name-error").content))
+        assert app.screen is form and app.screen is not screen
+
+
+async def test_delete_confirmation_names_one_repository(backend):
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        question = str(app.screen.query_one("#question").content)
+        assert question.startswith("Delete repository "), question
+        dialog = app.screen.query_one("#dialog")
+        assert dialog.outer_size.height < SIZE[1] // 2, "sized to its content"
+        await pilot.press("n")

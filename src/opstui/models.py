@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -131,8 +132,16 @@ class FormModel(BaseModel):
         return row
 
 
+# Host names are used bare on the command line (`--hosts a,b`, `HOST:PATH`).
+HostName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=63, pattern=r"^[A-Za-z0-9._-]+$"),
+]
+
+
 class HostForm(FormModel):
-    name: NonEmpty
+    # No `status`: it belongs to health checks, never to a hand edit.
+    name: HostName
     description: str | None = None
     type: Literal["ssh", "docker", "portainer", "winrm"] = "ssh"
     ip: NonEmpty
@@ -140,7 +149,16 @@ class HostForm(FormModel):
     user: str | None = None
     password: SecretStr | None = None
     is_windows: bool = False
-    status: HostStatus = HostStatus.PENDING
+
+    @field_validator("name", mode="wrap")
+    @classmethod
+    def _name(cls, value: Any, handler: Any) -> str:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(
+                "use only letters, digits, '.', '-' and '_' (at most 63), e.g. lab-web-01"
+            ) from None
 
     @field_validator("ip")
     @classmethod

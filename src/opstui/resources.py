@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ColumnKind = Literal["text", "status", "time", "duration", "bool", "list", "number", "json"]
+ColumnKind = Literal[
+    "text", "status", "time", "duration", "bool", "list", "number", "json", "progress"
+]
 # How the store scopes a table's snapshot and its realtime filter.
 Scope = Literal["team", "tenant", "profile", "global", "visible"]
 
@@ -21,6 +23,8 @@ class Column:
     label: str
     kind: ColumnKind = "text"
     width: int | None = None
+    # "progress" columns show `key` of `of` ("3/5"); dotted keys read into JSON ("spec.name").
+    of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,16 @@ class ResourceSpec:
     @property
     def scope_column(self) -> str | None:
         return {"team": "team_id", "tenant": "tenant_id", "profile": "profile_id"}.get(self.scope)
+
+    @property
+    def singular(self) -> str:
+        """One row, in words: "repository", not "repositorie"."""
+        title = self.title if self.title[1:2].isupper() else self.title.lower()
+        if title.endswith("ies"):
+            return title[:-3] + "y"
+        if title == "people":
+            return "person"
+        return title.removesuffix("s")
 
     def key_of(self, row: dict) -> str:
         return "|".join(str(row.get(column)) for column in self.primary_key)
@@ -227,6 +241,40 @@ RESOURCES: dict[str, ResourceSpec] = {
                 Column("cicd_job_id", "JOB", width=30),
                 Column("build_number", "BUILD"),
                 Column("build_url", "URL", width=36),
+            ),
+        ),
+        ResourceSpec(
+            name="git_providers",
+            table="git_providers",
+            title="Git providers",
+            scope="visible",
+            aliases=("git", "gitproviders"),
+            columns=(
+                Column("name", "NAME", width=24),
+                Column("type", "TYPE"),
+                Column("server_url", "SERVER", width=36),
+                Column("is_configured", "CONFIGURED", "bool"),
+            ),
+        ),
+        ResourceSpec(
+            name="runs",
+            table="deployment_runs",
+            title="Deployment runs",
+            scope="team",
+            aliases=("deployment_runs", "run", "history"),
+            order_by="created_at",  # newest first
+            label_key="number",
+            columns=(
+                Column("spec.deployment_name", "DEPLOYMENT", width=28),
+                Column("number", "#", "number"),
+                Column("status", "STATUS", "status"),
+                Column("trigger", "TRIGGER"),
+                Column("hosts_done", "HOSTS", "progress", of="hosts_total"),
+                Column("hosts_failed", "FAILED", "number"),
+                Column("started_at", "STARTED", "time"),
+                Column("finished_at", "DURATION", "duration"),
+                Column("runner_name", "RUNNER"),
+                Column("error", "ERROR", width=40),
             ),
         ),
         ResourceSpec(

@@ -168,6 +168,8 @@ class Store:
         "profiles",
         "deployment_cicd_mappings",
         "profile_repository_pins",
+        "git_providers",
+        "deployment_runs",  # the team's run history; hosts and logs are followed per run
     )
 
     def __init__(self, client: AsyncClient, *, clock: Callable[[], datetime] | None = None) -> None:

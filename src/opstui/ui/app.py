@@ -274,7 +274,7 @@ class OpsApp(App):
         from opstui.ui.screens.confirm import ConfirmScreen
 
         label = row.get(spec.label_key) or spec.key_of(row)
-        question = f"Delete {spec.title.lower().rstrip('s')} {label!r}?"
+        question = f"Delete {spec.singular} {label!r}?"
         detail = _delete_consequences(self.store, spec, row)
 
         def decided(yes: bool | None) -> None:

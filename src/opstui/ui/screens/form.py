@@ -33,11 +33,25 @@ FORMS: dict[str, type[BaseModel]] = {
     "cicd_providers": CicdProviderForm,
 }
 
-# Fields whose choices come from other tables in the store.
+# Foreign keys: (table, field) -> (table the store holds, the column people read).
+# "*" applies to every form.
 REFERENCES = {
-    "repository_id": ("repositories", "name"),
-    "cicd_provider_id": ("cicd_providers", "name"),
-    "host_ids": ("hosts", "name"),
+    ("*", "repository_id"): ("repositories", "name"),
+    ("*", "cicd_provider_id"): ("cicd_providers", "name"),
+    ("*", "host_ids"): ("hosts", "name"),
+    ("repositories", "provider_id"): ("git_providers", "name"),
+}
+FIELD_LABELS = {
+    "provider_id": "git provider",
+    "repository_id": "repository",
+    "cicd_provider_id": "CI/CD provider",
+    "host_ids": "hosts",
+    "scripts_path": "scripts",
+    "scripts_parameters": "parameters",
+    "environment_vars": "environment",
+    "rollout_batch_size": "batch size",
+    "rollout_max_failures": "max failures",
+    "host_timeout_seconds": "host timeout (s)",
 }
 MULTILINE = {"scripts_path", "scripts_parameters", "environment_vars", "config"}
 SECRET_FIELDS = {"password"}
@@ -81,23 +95,28 @@ class FormScreen(Screen):
 
     def compose(self) -> ComposeResult:
         verb = "Edit" if self.row else "New"
-        title = f"{verb} {self.spec.title.lower().rstrip('s')}"
+        title = f"{verb} {self.spec.singular}"
         if self.row:
             title += f": {self.row.get(self.spec.label_key)}"
         with VerticalScroll(id="form"):
             yield Label(title, id="form-title")
             yield Label("", id="form-error")
             for name, field in self.model.model_fields.items():
-                if name == "provider_id" and self.spec.table == "repositories":
-                    yield Label("git provider id", classes="field-label")
-                else:
-                    yield Label(name.replace("_", " "), classes="field-label")
-                yield self._widget(name, field.annotation)
+                # Label beside its field: a deployment's whole form fits in 40 rows.
+                with Horizontal(classes="form-row"):
+                    yield Label(FIELD_LABELS.get(name, name.replace("_", " ")), classes="field-label")
+                    yield self._widget(name, field.annotation)
                 yield Label("", id=f"{name}-error", classes="field-error")
             with Horizontal(id="form-buttons"):
-                yield Button("Save (ctrl+s)", variant="primary", id="save")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
         yield Footer()
+
+    def on_mount(self) -> None:
+        # Focus the first field, so typed keys go into the form, never to view bindings.
+        first = self.query(".form-row > *:last-child").first()
+        if first is not None:
+            first.focus()
 
     def _initial(self, name: str) -> Any:
         if self.row is None:
@@ -109,22 +128,32 @@ class FormScreen(Screen):
         value = self._initial(name)
         widget_id = f"field-{name}"
         store = self.app.store
-        if name in REFERENCES and store is not None:
-            table, label = REFERENCES[name]
-            options = [(str(r.get(label)), r["id"]) for r in store.rows(table)]
+        reference = REFERENCES.get((self.spec.table, name)) or REFERENCES.get(("*", name))
+        if reference and store is not None:
+            table, label = reference
+            # Sorted by what the user reads, searchable by typing; the id never shows.
+            options = sorted(
+                ((str(r.get(label) or r["id"]), str(r["id"])) for r in store.rows(table)),
+                key=lambda option: option[0].casefold(),
+            )
             if name == "host_ids":
-                chosen = set(value or [])
+                chosen = {str(v) for v in value or []}
                 return SelectionList(
-                    *[(text, key, key in chosen) for text, key in options], id=widget_id
+                    *[(text, key, key in chosen) for text, key in options],
+                    id=widget_id,
+                    compact=True,
                 )
             return Select(
                 options,
-                value=value if value in {k for _, k in options} else Select.NULL,
+                value=str(value) if str(value) in {k for _, k in options} else Select.NULL,
                 id=widget_id,
                 allow_blank=True,
+                type_to_search=True,
+                compact=True,
+                prompt="(none)",
             )
         if _is_bool(annotation):
-            return Checkbox(value=bool(value), id=widget_id)
+            return Checkbox("yes", value=bool(value), id=widget_id, compact=True)
         choices = _choices(annotation)
         if choices:
             current = (
@@ -136,14 +165,17 @@ class FormScreen(Screen):
                 [(c, c) for c in choices],
                 value=current if current in choices else Select.NULL,
                 id=widget_id,
+                compact=True,
             )
         if name in MULTILINE:
-            return TextArea(self._multiline_text(name, value), id=widget_id, classes="multiline")
+            return TextArea(
+                self._multiline_text(name, value), id=widget_id, classes="multiline", compact=True
+            )
         if name in SECRET_FIELDS:
             hint = "leave blank to keep the stored password" if self.row else "optional"
-            return Input(placeholder=hint, password=True, id=widget_id)
+            return Input(placeholder=hint, password=True, id=widget_id, compact=True)
         text = "" if value is None else str(value)
-        return Input(value=text, id=widget_id)
+        return Input(value=text, id=widget_id, compact=True)
 
     @staticmethod
     def _multiline_text(name: str, value: Any) -> str:
@@ -202,6 +234,7 @@ class FormScreen(Screen):
     def validate(self) -> BaseModel | None:
         for label in self.query(".field-error"):
             label.update("")
+            label.remove_class("-shown")
         self.query_one("#form-error", Label).update("")
         values = self._raw_values()
         problems = {
@@ -222,6 +255,7 @@ class FormScreen(Screen):
             target = self.query(f"#{name}-error")
             if target:
                 target.first(Label).update(f"✕ {message}")
+                target.first(Label).add_class("-shown")
             else:
                 self.query_one("#form-error", Label).update(f"✕ {name}: {message}")
         return None
