@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 from supabase_auth.errors import AuthApiError
 
+from tests.auth_support import API_VERSION, gateway_settings
 from tests.conftest import demo_user
 
 
@@ -51,7 +53,7 @@ async def test_unknown_email_gets_the_same_answer_as_a_wrong_password(sign_in):
     assert caught.value.code == "invalid_credentials"
 
 
-async def test_refresh_rotates_and_an_old_refresh_token_is_refused(sign_in, backend_info):
+async def test_refresh_rotates_the_refresh_token(sign_in, backend_info):
     client = await sign_in(demo_user(backend_info, "developer")["email"])
     first = await client.auth.get_session()
     refreshed = await client.auth.refresh_session()
@@ -60,15 +62,57 @@ async def test_refresh_rotates_and_an_old_refresh_token_is_refused(sign_in, back
     assert second.refresh_token != first.refresh_token
     assert second.access_token != first.access_token
 
+
+async def test_two_clients_sharing_a_session_refresh_at_once_and_both_stay_signed_in(
+    sign_in, backend_info
+):
+    """GoTrue's reuse interval: the TUI and `opstui watch` share one stored session."""
+    email = demo_user(backend_info, "admin")["email"]
+    tui = await sign_in(email)
+    stored = await tui.auth.get_session()
+    watch = await sign_in()
+    await watch.auth.set_session(stored.access_token, stored.refresh_token)
+
+    for _round in range(2):
+        # Both present the same refresh token at the same moment: one rotates it,
+        # the other is answered with the session's new token instead of a theft alarm.
+        a, b = await asyncio.gather(tui.auth.refresh_session(), watch.auth.refresh_session())
+        assert a.session.refresh_token == b.session.refresh_token
+        for client in (tui, watch):
+            assert (await client.auth.get_user()).user.email == email
+            rows = (await client.table("tenants").select("id").execute()).data
+            assert rows, "a signed-in member sees their tenant"
+
+
+async def test_reuse_of_an_old_refresh_token_after_the_interval_revokes_the_session(
+    sign_in, backend, backend_info
+):
+    with gateway_settings(backend, refresh_token_reuse_interval=0):
+        await _reuse_past_the_interval(sign_in, backend_info)
+
+
+async def _reuse_past_the_interval(sign_in, backend_info):
+    client = await sign_in(demo_user(backend_info, "developer")["email"])
+    first = await client.auth.get_session()
+    second = (await client.auth.refresh_session()).session
     other = await sign_in()
-    # Reusing the rotated-out token is refused, and is treated as theft: the whole
-    # session is revoked, so even the newest refresh token stops working.
+    # GoTrue still answers the token whose child is the live one (the client may
+    # have lost the reply), with that child rather than a new token...
+    again = await other.auth.refresh_session(first.refresh_token)
+    assert again.session.refresh_token == second.refresh_token
+    third = (await client.auth.refresh_session()).session
+
+    # ...but a token two rotations old, past the interval, means someone else holds
+    # the session: the whole session is revoked, so even its newest token is dead.
     with pytest.raises(AuthApiError) as reused:
         await other.auth.refresh_session(first.refresh_token)
     assert reused.value.code == "refresh_token_already_used"
     with pytest.raises(AuthApiError) as revoked:
-        await other.auth.refresh_session(second.refresh_token)
+        await other.auth.refresh_session(third.refresh_token)
     assert revoked.value.code == "refresh_token_not_found"
+    with pytest.raises(AuthApiError) as gone:
+        await other.auth.get_user(third.access_token)
+    assert gone.value.code == "session_not_found"
 
 
 async def test_unknown_refresh_token_is_refused(sign_in):
@@ -105,7 +149,7 @@ async def test_bad_tokens_are_refused_by_auth(backend, backend_info):
     forged = jwt.encode({**base, "exp": now + 600}, "another-secret-entirely-000000000000", "HS256")
     expired = jwt.encode({**base, "exp": now - 3600}, secret, "HS256")
     unsigned = jwt.encode({**base, "exp": now + 600}, None, algorithm="none")
-    async with httpx.AsyncClient(base_url=backend_info.url) as http:
+    async with httpx.AsyncClient(base_url=backend_info.url, headers=API_VERSION) as http:
         for token in (forged, expired, unsigned):
             reply = await http.get(
                 "/auth/v1/user",
@@ -121,7 +165,7 @@ async def test_bad_tokens_are_refused_by_auth(backend, backend_info):
 
 
 async def test_malformed_auth_bodies_get_json_errors(backend_info):
-    headers = {"apikey": backend_info.anon_key, "Content-Type": "application/json"}
+    headers = {"apikey": backend_info.anon_key, "Content-Type": "application/json", **API_VERSION}
     async with httpx.AsyncClient(base_url=backend_info.url, headers=headers) as http:
         garbage = await http.post("/auth/v1/token?grant_type=password", content=b"{not json")
         assert garbage.status_code == 400

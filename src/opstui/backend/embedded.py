@@ -95,7 +95,7 @@ class EmbeddedBackend:
             from psycopg_pool import AsyncConnectionPool
 
             from opstui.backend import demo, realtime, schema  # noqa: F401 - for _prepare_database
-            from opstui.backend.gateway import GatewayContext, build_app
+            from opstui.backend.gateway import GatewayContext, GatewayRunner, build_app
             from opstui.backend.tokens import TokenSigner, load_or_create_secret
         finally:
             await booting  # never stop Postgres under a start that is still running
@@ -142,9 +142,7 @@ class EmbeddedBackend:
         app = build_app(ctx)
         from aiohttp import web
 
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=1.0
-        )
+        self._runner = GatewayRunner(app)
         await self._runner.setup()
         sock = _bind(self.port)
         site = web.SockSite(self._runner, sock)
@@ -222,15 +220,13 @@ class EmbeddedBackend:
 
     async def start_gateway(self) -> None:
         """Serve again on the same port."""
-        from opstui.backend.gateway import build_app
+        from opstui.backend.gateway import GatewayRunner, build_app
 
         if self._runner is not None:
             return
         from aiohttp import web
 
-        self._runner = web.AppRunner(
-            build_app(self._ctx), handle_signals=False, access_log=None, shutdown_timeout=1.0
-        )
+        self._runner = GatewayRunner(build_app(self._ctx))
         await self._runner.setup()
         site = web.SockSite(self._runner, _bind(self.port))
         await site.start()

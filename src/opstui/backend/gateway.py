@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 from psycopg_pool import AsyncConnectionPool
 
 from opstui.backend.tokens import TokenError, TokenSigner
@@ -38,6 +41,8 @@ class GatewayContext:
 
 
 CONTEXT: web.AppKey[GatewayContext] = web.AppKey("opstui_gateway_context", GatewayContext)
+# The request's JWT claims once verified, for the error middleware's 401-vs-403 choice.
+CLAIMS: web.RequestKey[dict[str, Any]] = web.RequestKey("opstui_claims", dict)
 
 
 def context(request: web.Request) -> GatewayContext:
@@ -76,19 +81,65 @@ class ApiError(Exception):
             "hint": self.hint,
         }
 
-    def response(self) -> web.Response:
+    def response(self, request: web.BaseRequest | None = None) -> web.Response:
         return web.json_response(self.body(), status=self.status, headers=self.headers)
 
 
+AUTH_PREFIX = "/auth/v1"
+API_VERSION_HEADER = "X-Supabase-Api-Version"
+API_VERSION_2024_01_01 = "2024-01-01"
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def gotrue_api_version(request: web.BaseRequest | None) -> str | None:
+    """GoTrue's DetermineClosestAPIVersion: 2024-01-01 for that date or later, else none."""
+    raw = request.headers.get(API_VERSION_HEADER, "").strip() if request is not None else ""
+    if _API_VERSION.fullmatch(raw) and raw >= API_VERSION_2024_01_01:
+        return API_VERSION_2024_01_01
+    return None
+
+
 class AuthApiError(ApiError):
-    """GoTrue's error shape for API version 2024-01-01: {code, message}."""
+    """A GoTrue error, in the shape GoTrue picks from the request's API version header.
+
+    With `X-Supabase-Api-Version: 2024-01-01` (every supabase-py call sends it) the body
+    is `{code, message}` and the header is echoed; without it, GoTrue's original
+    `{code: <status>, error_code, msg}` (internal/api/errors.go, HandleResponseError).
+    """
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
 
-    def response(self) -> web.Response:
-        headers = {"X-Supabase-Api-Version": "2024-01-01", **self.headers}
-        return web.json_response(self.body(), status=self.status, headers=headers)
+    def response(self, request: web.BaseRequest | None = None) -> web.Response:
+        headers = dict(self.headers)
+        if request is None or gotrue_api_version(request):
+            headers[API_VERSION_HEADER] = API_VERSION_2024_01_01
+            body = self.body()
+        else:
+            body = {"code": self.status, "error_code": self.code, "msg": self.message}
+        return web.json_response(body, status=self.status, headers=headers)
+
+
+# GoTrue error codes for gateway-level failures on /auth/v1 (apierrors/errorcode.go);
+# "unknown" is what GoTrue itself sends for an error that carries no code.
+_GOTRUE_CODE_BY_STATUS = {
+    400: "validation_failed",
+    401: "no_authorization",
+    403: "bad_jwt",
+    413: "request_entity_too_large",
+    422: "validation_failed",
+    429: "over_request_rate_limit",
+    500: "unexpected_failure",
+    504: "request_timeout",
+}
+
+
+def as_auth_error(exc: ApiError) -> AuthApiError:
+    """The same failure in GoTrue's shape, for anything raised under /auth/v1."""
+    if isinstance(exc, AuthApiError):
+        return exc
+    code = _GOTRUE_CODE_BY_STATUS.get(exc.status, "unknown")
+    return AuthApiError(exc.status, code, exc.message, headers=exc.headers)
 
 
 def bad_request(message: str, *, details: str | None = None, hint: str | None = None) -> ApiError:
@@ -118,11 +169,21 @@ def pg_error(exc: psycopg.Error, role: str) -> ApiError:
     hint = diag.message_hint if diag else None
     if sqlstate == "42501":
         status = 401 if role == "anon" else 403
-    elif sqlstate.startswith("08") or not sqlstate:
+    elif sqlstate.startswith("08") or (not sqlstate and isinstance(exc, psycopg.OperationalError)):
+        # Only a lost or unavailable database is retryable. An error psycopg raised
+        # itself (a NUL byte in a text value, say) has no SQLSTATE and is the
+        # caller's fault: a 503 would make supabase-py retry it forever.
         status = 503
     else:
         status = _SQLSTATE_STATUS.get(sqlstate, 400)
     return ApiError(status, sqlstate or "PGRST000", message, details=details, hint=hint)
+
+
+def error_response(request: web.BaseRequest, exc: ApiError) -> web.Response:
+    """An error in the shape of the API the path belongs to: GoTrue's under /auth/v1."""
+    if request.path.startswith(AUTH_PREFIX):
+        return as_auth_error(exc).response(request)
+    return exc.response(request)
 
 
 @web.middleware
@@ -131,17 +192,27 @@ async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return exc.response()
+        return error_response(request, exc)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return ApiError(exc.status, f"HTTP{exc.status}", exc.reason).response()
+            return error_response(request, ApiError(exc.status, f"HTTP{exc.status}", exc.reason))
         raise
     except psycopg.Error as exc:
-        claims = request.get("claims") or {}
-        return pg_error(exc, claims.get("role", "anon")).response()
+        claims = request.get(CLAIMS) or {}
+        return error_response(request, pg_error(exc, claims.get("role", "anon")))
+    except ConnectionError:
+        # The client hung up mid-request: worth one line, not a traceback. Nobody
+        # reads the reply; aiohttp drops it quietly on the closed transport.
+        log.info("client %s went away during %s %s", request.remote, request.method, request.path)
+        return web.Response(status=400)
+    except RecursionError:
+        # Whatever decoder met it, only hostile nesting gets this deep.
+        return error_response(request, bad_request("The request is nested too deeply"))
     except Exception:  # noqa: BLE001 - the last line of defence, logged without request bodies
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return ApiError(500, "PGRST000", "internal gateway error; see the gateway log").response()
+        return error_response(
+            request, ApiError(500, "PGRST000", "internal gateway error; see the gateway log")
+        )
 
 
 # -- authentication ----------------------------------------------------------------------------
@@ -199,7 +270,7 @@ def request_claims(request: web.Request) -> dict[str, Any]:
                     "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'
                 },
             ) from None
-    request["claims"] = claims
+    request[CLAIMS] = claims
     return claims
 
 
@@ -228,11 +299,90 @@ async def transaction_as(
             yield conn
 
 
+# -- the HTTP front: requests that never reach a handler --------------------------------------
+
+# aiohttp's defaults, stated: a longer request line gets 414, a longer header 431.
+MAX_LINE_SIZE = 8190
+MAX_FIELD_SIZE = 8190
+
+
+class _GatewayRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering unparsable requests in our JSON shapes.
+
+    aiohttp answers them itself, before any middleware, with a text/plain 400 and a
+    logged traceback; here they get a JSON 4xx and one log line that never quotes
+    the request (its headers may carry tokens).
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, BadHttpMessage):
+            return super().handle_error(request, status, exc, message)
+        line = exc.args[0] if isinstance(exc, LineTooLong) and exc.args else None
+        if isinstance(line, bytearray):
+            # The C parser reports an overlong request target from its URL buffer (a
+            # bytearray); overlong header names and values as bytes.
+            error_status, what = 414, f"request line longer than {MAX_LINE_SIZE} bytes"
+            is_auth = bytes(line).startswith(AUTH_PREFIX.encode())
+        elif isinstance(exc, LineTooLong):
+            error_status, what = 431, f"request header longer than {MAX_FIELD_SIZE} bytes"
+            is_auth = False
+        else:
+            error_status, what = 400, "malformed HTTP request"
+            is_auth = False
+        self.logger.warning(
+            "refused a request from %s: %s (%s)", request.remote, what, type(exc).__name__
+        )
+        message = f"Refused a {what}"
+        if is_auth:
+            body: dict[str, Any] = {"code": "validation_failed", "message": message}
+        else:
+            # Both clients parse this: PostgREST's {code, message, details, hint} holds
+            # GoTrue's {code, message}, and the path is unknown before the line is read.
+            body = {"code": "PGRST100", "message": message, "details": None, "hint": None}
+        response = web.json_response(
+            body,
+            status=error_status,
+            headers={API_VERSION_HEADER: API_VERSION_2024_01_01},
+        )
+        response.force_close()
+        return response
+
+
+class _GatewayServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _GatewayRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """The runner to serve `build_app()` with: unparsable requests get JSON errors."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs = {"handle_signals": False, "access_log": None, "shutdown_timeout": 1.0, **kwargs}
+        super().__init__(app, **kwargs)
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp has no hook for its connection handler class; the subclass adds
+        # no state, so the built server simply takes it on.
+        server.__class__ = _GatewayServer
+        return server
+
+
 def build_app(ctx: GatewayContext) -> web.Application:
     """Compose the gateway. Each API module adds its own routes and lifecycle hooks."""
     from opstui.backend import auth_api, realtime, rest_api
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=8 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=8 * 1024 * 1024,
+        handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE},
+    )
     app[CONTEXT] = ctx
     auth_api.setup(app, ctx)
     rest_api.setup(app, ctx)

@@ -118,6 +118,23 @@ class TokenSigner:
         except jwt.PyJWTError as exc:
             raise TokenError(f"Invalid JWT: {exc}") from None
         role = claims.get("role")
+        # A signed token can still carry any JSON: a list or object role is refused
+        # here, once, for every caller (auth, REST, realtime), not left to crash them.
+        if not isinstance(role, str):
+            raise TokenError(f"Invalid JWT: role claim must be a string, not {_json_type(role)}")
         if role not in KNOWN_ROLES:
-            raise TokenError(f"Invalid JWT: role {role!r} is not allowed")
+            raise TokenError(f"Invalid JWT: role {role[:64]!r} is not allowed")
         return claims
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__
