@@ -429,6 +429,93 @@ def test_upsert_cannot_overwrite_another_hosts_secret(db, users, teams):
     )
 
 
+def _upsert(db, table: str, row: dict) -> None:
+    """An upsert as PostgREST sends it (Prefer: resolution=merge-duplicates), no RETURNING."""
+    cols = list(row)
+    db.execute(
+        f"insert into {table} ({', '.join(cols)}) values ({', '.join(['%s'] * len(cols))})"  # noqa: S608
+        f" on conflict (id) do update set {', '.join(f'{c} = excluded.{c}' for c in cols)}",
+        [json.dumps(v) if isinstance(v, dict) else v for v in row.values()],
+    )
+
+
+def test_host_password_insert_update_and_upsert_all_keep_the_new_password(db, users, teams):
+    dev = users["dev@acme.test"]
+    with as_user(db, dev):
+        sql, params = new_host_sql(teams["Platform"], dev.user_id, "pw-cycle", password="first")
+        host = params[0]
+        db.execute(sql, params)
+        assert one(db, "select get_host_secret(%s)", (host,)) == "first"
+        db.execute("update hosts set password = 'second' where id = %s", (host,))
+        assert one(db, "select get_host_secret(%s)", (host,)) == "second"
+        row = {"id": host, "name": "pw-cycle", "type": "ssh", "ip": "192.0.2.200"}
+        row["team_id"] = teams["Platform"]
+        _upsert(db, "hosts", {**row, "password": "third"})
+        assert one(db, "select get_host_secret(%s)", (host,)) == "third"
+        _upsert(db, "hosts", {**row, "description": "no password sent"})
+        assert one(db, "select get_host_secret(%s)", (host,)) == "third"
+        assert one(db, "select count(*) from hosts where password is not null") == 0
+
+
+def test_git_tokens_insert_update_and_upsert_all_keep_the_new_tokens(db, users):
+    admin = users["admin@acme.test"]
+    provider = str(uuid.uuid4())
+    with as_user(db, admin):
+        base = {"id": provider, "type": "github", "name": f"gh-{provider[:6]}"}
+        db.execute(
+            "insert into git_providers (id, type, name, access_token, refresh_token)"
+            " values (%s, 'github', %s, 'a1', 'r1')",
+            (provider, base["name"]),
+        )
+        tokens = lambda: one(db, "select get_git_provider_tokens(%s)", (provider,))  # noqa: E731
+        assert (tokens()["access_token"], tokens()["refresh_token"]) == ("a1", "r1")
+        db.execute("update git_providers set access_token = 'a2' where id = %s", (provider,))
+        assert (tokens()["access_token"], tokens()["refresh_token"]) == ("a2", "r1")
+        _upsert(db, "git_providers", {**base, "access_token": "a3", "refresh_token": "r3"})
+        assert (tokens()["access_token"], tokens()["refresh_token"]) == ("a3", "r3")
+        _upsert(db, "git_providers", {**base, "refresh_token": "r4"})
+        assert (tokens()["access_token"], tokens()["refresh_token"]) == ("a3", "r4")
+        assert (
+            one(
+                db,
+                "select count(*) from git_providers"
+                " where access_token is not null or refresh_token is not null",
+            )
+            == 0
+        )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="20261201000200_cicd_builds.sql redefines move_cicd_provider_secrets with the old"
+    " INSERT branch (secrets of an upsert onto an existing row are dropped); its"
+    " `tg_op = 'INSERT' and exists (...)` branch must `return new` as 20261125000400 does."
+    " Remove this marker once it does.",
+)
+def test_cicd_secrets_insert_update_and_upsert_all_keep_the_new_secret(db, users, teams):
+    admin = users["admin@acme.test"]
+    provider = str(uuid.uuid4())
+    with as_user(db, admin):
+        base = {"id": provider, "type": "jenkins", "name": "ci-cycle", "url": "http://127.0.0.1:9"}
+        row = {**base, "team_id": teams["Platform"], "creator_id": admin.user_id}
+        db.execute(
+            "insert into cicd_providers (id, type, name, url, team_id, creator_id, config)"
+            " values (%s, %s, %s, %s, %s, %s, %s)",
+            (*row.values(), json.dumps({"api_token": "t1", "user": "ci"})),
+        )
+        secrets = lambda: one(db, "select get_cicd_provider_secrets(%s)", (provider,))  # noqa: E731
+        assert secrets()["api_token"] == "t1"
+        db.execute(
+            'update cicd_providers set config = config || \'{"api_token": "t2"}\' where id = %s',
+            (provider,),
+        )
+        assert secrets()["api_token"] == "t2"
+        _upsert(db, "cicd_providers", {**row, "config": {"api_token": "t3", "user": "ci"}})
+        assert secrets()["api_token"] == "t3"
+        config = one(db, "select config from cicd_providers where id = %s", (provider,))
+        assert config == {"user": "ci", "secret_keys": ["api_token"]}
+
+
 def test_git_and_cicd_secrets(db, users, teams):
     assert (
         one(
@@ -473,16 +560,46 @@ def test_git_and_cicd_secrets(db, users, teams):
 # -- profile trigger -------------------------------------------------------------------------------
 
 
-def test_new_auth_user_gets_a_profile_from_metadata(db, users):
+def test_sign_up_cannot_claim_a_tenant_or_a_role(db, users):
+    """A sign-up as GoTrue stores it: what the person sent (`options.data`) lands in
+    raw_user_meta_data, and raw_app_meta_data holds only the provider. Claiming a
+    tenant and admin there must give neither."""
+    tenant = users["ops@globex.test"].tenant_id
+    with db.transaction(force_rollback=True):
+        uid = uuid.uuid4()
+        db.execute(
+            "insert into auth.users (id, email, raw_app_meta_data, raw_user_meta_data)"
+            " values (%s, 'mallory@example.test', %s, %s)",
+            (
+                uid,
+                json.dumps({"provider": "email", "providers": ["email"]}),
+                json.dumps({"tenant_id": tenant, "role": "admin", "full_name": "Mallory"}),
+            ),
+        )
+        row = db.execute(
+            "select tenant_id, role, full_name from profiles where id = %s", (uid,)
+        ).fetchone()
+        assert row == (None, "viewer", "Mallory")
+        with acting_as(db, str(uid), email="mallory@example.test"):
+            assert one(db, "select count(*) from tenants") == 0
+            assert one(db, "select count(*) from teams") == 0
+
+
+def test_new_auth_user_gets_tenant_and_role_from_app_metadata(db, users):
     tenant = users["ops@globex.test"].tenant_id
     with db.transaction(force_rollback=True):
         uid, uid2 = uuid.uuid4(), uuid.uuid4()
-        db.execute(
-            "insert into auth.users (id, email, raw_user_meta_data) values (%s, 'new@globex.test', %s)",
-            (uid, json.dumps({"tenant_id": tenant, "role": "tester", "full_name": "New Person"})),
+        db.execute(  # set server-side (service role / admin API): trusted
+            "insert into auth.users (id, email, raw_app_meta_data, raw_user_meta_data)"
+            " values (%s, 'new@globex.test', %s, %s)",
+            (
+                uid,
+                json.dumps({"provider": "email", "tenant_id": tenant, "role": "tester"}),
+                json.dumps({"full_name": "New Person"}),
+            ),
         )
         db.execute(
-            "insert into auth.users (id, email, raw_user_meta_data) values (%s, 'odd@globex.test', %s)",
+            "insert into auth.users (id, email, raw_app_meta_data) values (%s, 'odd@globex.test', %s)",
             (uid2, json.dumps({"tenant_id": "nope", "role": "overlord"})),
         )
         rows = db.execute(

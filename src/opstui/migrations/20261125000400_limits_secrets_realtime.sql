@@ -123,26 +123,36 @@ alter table private.git_provider_secrets enable row level security;
 alter table private.cicd_provider_secrets enable row level security;
 revoke all on all tables in schema private from public, anon, authenticated, service_role;
 
--- On INSERT, a secret is only stored when no row with that id exists yet: an
--- INSERT .. ON CONFLICT must not overwrite another row's secret (the UPDATE
--- branch of an upsert fires the UPDATE trigger under the UPDATE policy).
+-- An INSERT whose row already exists (an upsert, or a plain insert about to
+-- fail) leaves the secret in NEW untouched: it must not overwrite that row's
+-- secret, and in an upsert it is EXCLUDED.<column> that carries the new secret
+-- into the UPDATE branch, whose UPDATE trigger (under the UPDATE policy) moves
+-- it. Nulling it here would silently drop a changed password. The row never
+-- stores it: the INSERT does not happen, and the UPDATE trigger nulls it.
 create or replace function private.move_host_secret() returns trigger
 language plpgsql security definer
 set search_path = ''
 as $$
 begin
-  if new.password is not null then
-    if tg_op = 'UPDATE' or not exists (select 1 from public.hosts h where h.id = new.id) then
-      if new.password = '' then
-        delete from private.host_secrets s where s.host_id = new.id;
-      else
-        insert into private.host_secrets as s (host_id, password)
-        values (new.id, new.password)
-        on conflict (host_id) do update set password = excluded.password, updated_at = now();
-      end if;
-    end if;
-    new.password := null;
+  if new.password is null then
+    return new;
   end if;
+  if tg_op = 'INSERT' and exists (select 1 from public.hosts h where h.id = new.id) then
+    return new;
+  end if;
+  if new.password = '' then
+    delete from private.host_secrets s where s.host_id = new.id;
+  elsif tg_op = 'UPDATE' then
+    insert into private.host_secrets as s (host_id, password)
+    values (new.id, new.password)
+    on conflict (host_id) do update set password = excluded.password, updated_at = now();
+  else
+    -- A new host has no secret yet; one here belongs to a concurrent insert of the same id.
+    insert into private.host_secrets (host_id, password)
+    values (new.id, new.password)
+    on conflict (host_id) do nothing;
+  end if;
+  new.password := null;
   return new;
 end
 $$;
@@ -155,19 +165,20 @@ language plpgsql security definer
 set search_path = ''
 as $$
 begin
+  if tg_op = 'INSERT' and exists (select 1 from public.git_providers g where g.id = new.id) then
+    return new;  -- the row exists: the UPDATE branch of an upsert moves the tokens (see hosts)
+  end if;
   if new.access_token is not null or new.refresh_token is not null then
-    if tg_op = 'UPDATE' or not exists (select 1 from public.git_providers g where g.id = new.id) then
-      insert into private.git_provider_secrets as s (provider_id, access_token, refresh_token)
-      values (new.id, nullif(new.access_token, ''), nullif(new.refresh_token, ''))
-      on conflict (provider_id) do update set
-        access_token = case when new.access_token is null then s.access_token
-                            else nullif(new.access_token, '') end,
-        refresh_token = case when new.refresh_token is null then s.refresh_token
-                             else nullif(new.refresh_token, '') end,
-        updated_at = now();
-      delete from private.git_provider_secrets s
-      where s.provider_id = new.id and s.access_token is null and s.refresh_token is null;
-    end if;
+    insert into private.git_provider_secrets as s (provider_id, access_token, refresh_token)
+    values (new.id, nullif(new.access_token, ''), nullif(new.refresh_token, ''))
+    on conflict (provider_id) do update set
+      access_token = case when new.access_token is null then s.access_token
+                          else nullif(new.access_token, '') end,
+      refresh_token = case when new.refresh_token is null then s.refresh_token
+                           else nullif(new.refresh_token, '') end,
+      updated_at = now();
+    delete from private.git_provider_secrets s
+    where s.provider_id = new.id and s.access_token is null and s.refresh_token is null;
     new.access_token := null;
     new.refresh_token := null;
   end if;
@@ -205,15 +216,14 @@ begin
   where private.is_secret_config_key(e.key);
 
   if tg_op = 'INSERT' and exists (select 1 from public.cicd_providers c where c.id = new.id) then
-    v_secrets := '{}'::jsonb;  -- the insert will conflict: never touch the existing row's secrets
-  else
-    select s.secrets into v_secrets from private.cicd_provider_secrets s where s.provider_id = new.id;
-    v_secrets := (coalesce(v_secrets, '{}'::jsonb) || v_moved) - v_cleared;
-    if v_moved <> '{}'::jsonb or cardinality(v_cleared) > 0 then
-      insert into private.cicd_provider_secrets as s (provider_id, secrets)
-      values (new.id, v_secrets)
-      on conflict (provider_id) do update set secrets = excluded.secrets, updated_at = now();
-    end if;
+    return new;  -- the row exists: the UPDATE branch of an upsert moves the secrets (see hosts)
+  end if;
+  select s.secrets into v_secrets from private.cicd_provider_secrets s where s.provider_id = new.id;
+  v_secrets := (coalesce(v_secrets, '{}'::jsonb) || v_moved) - v_cleared;
+  if v_moved <> '{}'::jsonb or cardinality(v_cleared) > 0 then
+    insert into private.cicd_provider_secrets as s (provider_id, secrets)
+    values (new.id, v_secrets)
+    on conflict (provider_id) do update set secrets = excluded.secrets, updated_at = now();
   end if;
 
   new.config := (
@@ -317,8 +327,11 @@ grant execute on function private.is_secret_config_key(text) to authenticated, s
 
 -- ---------------------------------------------------------------------------
 -- New auth user -> profile (the usual Supabase pattern).
--- tenant_id / role / full_name come from raw_user_meta_data as the app
--- expects; raw_app_meta_data (settable only server-side) wins when present.
+-- tenant_id and role come ONLY from raw_app_meta_data, which only the service
+-- role (GoTrue's admin API) can set. raw_user_meta_data is whatever the person
+-- signing up sent (`options.data`), so it supplies the display name and avatar
+-- and nothing that grants access: someone who signs up on their own gets no
+-- tenant and the 'viewer' role until a tenant admin's server side assigns them.
 -- An unknown tenant is stored as NULL and an unknown role as 'viewer'.
 -- ---------------------------------------------------------------------------
 create or replace function public.handle_new_user() returns trigger
@@ -328,8 +341,8 @@ as $$
 declare
   v_app jsonb := coalesce(new.raw_app_meta_data, '{}'::jsonb);
   v_user jsonb := coalesce(new.raw_user_meta_data, '{}'::jsonb);
-  v_tenant text := coalesce(v_app ->> 'tenant_id', v_user ->> 'tenant_id');
-  v_role text := coalesce(v_app ->> 'role', v_user ->> 'role');
+  v_tenant text := v_app ->> 'tenant_id';
+  v_role text := v_app ->> 'role';
 begin
   if v_tenant is not null and not exists (select 1 from public.tenants t where t.id = v_tenant) then
     v_tenant := null;
