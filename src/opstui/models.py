@@ -65,56 +65,16 @@ def validate_host(value: str) -> str:
 
 # -- cron -----------------------------------------------------------------------------------------
 
-_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-_MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), 1)}
-_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
-_CRON_FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _DAYS),
-)
-
 
 def validate_cron(expression: str) -> str:
-    """Standard 5-field cron (lists, ranges, steps, names) or an @macro."""
-    expression = " ".join(expression.split())
-    if expression.lower() in _CRON_MACROS:
-        return expression.lower()
-    parts = expression.split(" ")
-    if len(parts) != 5:
-        raise ValueError(
-            f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}"
-        )
-    for part, (name, low, high, names) in zip(parts, _CRON_FIELDS, strict=True):
-        for item in part.split(","):
-            _check_cron_item(item, name, low, high, names)
-    return expression
+    """Standard 5-field cron (lists, ranges, steps, names) or an @macro, parsed by croniter.
 
+    The runner fires schedules with the same parser (opstui.runs.schedule), so the
+    form and the runner agree on what an expression means.
+    """
+    from opstui.runs.schedule import validate_cron as parse
 
-def _check_cron_item(item: str, name: str, low: int, high: int, names: dict[str, int]) -> None:
-    base, _, step = item.partition("/")
-    if step and (not step.isdigit() or int(step) == 0):
-        raise ValueError(f"cron {name}: step {step!r} must be a positive number")
-    if base == "*":
-        return
-    bounds = base.split("-")
-    if len(bounds) > 2 or not all(bounds):
-        raise ValueError(f"cron {name}: {item!r} is not a value, range or step")
-    values = []
-    for bound in bounds:
-        if bound.upper() in names:
-            values.append(names[bound.upper()])
-        elif bound.isdigit():
-            values.append(int(bound))
-        else:
-            raise ValueError(f"cron {name}: {bound!r} is not a number")
-    for value in values:
-        if not low <= value <= high:
-            raise ValueError(f"cron {name}: {value} is outside {low}-{high}")
-    if len(values) == 2 and values[0] > values[1]:
-        raise ValueError(f"cron {name}: range {item!r} runs backwards")
+    return parse(expression)
 
 
 # -- forms ----------------------------------------------------------------------------------------

@@ -21,6 +21,14 @@ def add_commands(commands: Any) -> None:
     runner.add_argument(
         "--accept-new", action="store_true", help="trust and remember unknown host keys"
     )
+    runner.add_argument(
+        "--lease", type=positive_int, default=30, metavar="SECONDS",
+        help="run lease; a runner silent this long loses its runs (5-3600, default 30)",
+    )  # fmt: skip
+    runner.add_argument(
+        "--poll", type=float, default=5.0, metavar="SECONDS",
+        help="fallback poll when Realtime is quiet (default 5)",
+    )  # fmt: skip
     runner.set_defaults(handler=handler)
 
 

@@ -1,0 +1,584 @@
+"""One deployment run, start to finish, on the runner's machine.
+
+    execution = RunExecution(client, run_row, pool=pool, workdir=Path(...))
+    status = await execution.execute()      # 'succeeded' | 'failed' | 'cancelled' | 'lost'
+    execution.request_cancel()              # any time (a cancel request, SIGTERM)
+
+What it does, in order:
+1. reads the deployment's environment values, the target hosts and the
+   repository (a private repository's token through `get_git_provider_tokens`;
+   host passwords through `get_host_secret`, by the SSH pool);
+2. fetches the repository once, with the `git` command, into a temp dir;
+3. per batch (rows made by the claim), per host at once: uploads the scripts
+   over SFTP to `.opstui/runs/<run id>/` under the login directory, runs them
+   in order (parameters quoted; environment values sent on the command's
+   stdin, so they are never on a command line, in a file or in the audit),
+   stopping at the first failing script; Windows hosts through PowerShell;
+4. stops the rollout once more than `max_failures` hosts failed: later
+   batches become `skipped`;
+5. finishes the run.
+
+Output streams through a `LogSink` into `append_run_log`. Heartbeats extend the
+lease; a lost lease stops the hosts and ends the run as `lost`, writing nothing
+more. No Supabase key or token is ever sent to a host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import contextlib
+import logging
+import re
+import shlex
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import asyncssh
+
+from opstui.runs import api
+from opstui.runs.gitfetch import GitFetchError, fetch, safe_url
+from opstui.runs.logsink import LogSink
+from opstui.ssh.audit import SupabaseAudit
+from opstui.ssh.errors import HostKeyUnknown, SshError, classify
+from opstui.ssh.exec import AuditRecord
+from opstui.ssh.pool import ConnectionPool
+from opstui.ssh.target import SshTarget
+
+log = logging.getLogger(__name__)
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STOP_GRACE = 2.0  # seconds between SIGTERM and SIGKILL / closing the channel
+
+
+class LeaseLost(Exception):
+    """This runner no longer holds the run (its lease lapsed, or it was swept as lost)."""
+
+
+@dataclass
+class HostOutcome:
+    host_id: str
+    status: str  # succeeded | failed | unreachable | cancelled
+    exit_code: int | None = None
+    error: str | None = None
+
+
+def parse_batch_size(text: str | None, total: int) -> int:
+    """Ansible's serial: '2' or '25%' (at least one host); anything else: all at once."""
+    text = str(text or "100%").strip()
+    if text.endswith("%") and text[:-1].isdigit():
+        return max(1, total * int(text[:-1]) // 100)
+    if text.isdigit():
+        return max(1, int(text))
+    return max(1, total)
+
+
+def remote_dir(run_id: str) -> str:
+    return f".opstui/runs/{run_id}"
+
+
+def posix_command(directory: str, script: str, params: str, index: int) -> str:
+    """The POSIX command for one script: environment from stdin, then exec (pid kept for kill)."""
+    args = " ".join(shlex.quote(a) for a in shlex.split(params or ""))
+    path = "./" + script
+    runner = "python3 " if script.endswith(".py") else ""
+    return (
+        f"cd {shlex.quote(directory)} && echo $$ > .pid-{index} && "
+        f'eval "$(cat)" && exec {runner}{shlex.quote(path)}{" " + args if args else ""}'
+    )
+
+
+def posix_env(env: dict[str, str]) -> bytes:
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()).encode()
+
+
+def _ps_quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def powershell_script(directory: str, script: str, params: str, index: int) -> str:
+    """The PowerShell for one script: the same contract as `posix_command`."""
+    args = " ".join(_ps_quote(a) for a in shlex.split(params or "", posix=True))
+    path = ".\\" + script.replace("/", "\\")
+    call = f"& {_ps_quote(path)} {args}".rstrip()
+    if script.endswith(".py"):
+        call = f"& python {_ps_quote(path)} {args}".rstrip()
+    return "\n".join([
+        "$ErrorActionPreference = 'Stop'",
+        f"Set-Location -LiteralPath {_ps_quote(directory)}",
+        f"Set-Content -LiteralPath '.pid-{index}' -Value $PID",
+        "foreach ($line in ([Console]::In.ReadToEnd() -split \"`n\")) {",
+        "  $line = $line.Trim(); if (-not $line) { continue }",
+        "  $k, $v = $line -split '=', 2",
+        "  [Environment]::SetEnvironmentVariable($k, "
+        "[Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($v)), 'Process')",
+        "}",
+        call,
+        "exit $LASTEXITCODE",
+    ])  # fmt: skip
+
+
+def powershell_env(env: dict[str, str]) -> bytes:
+    return "".join(
+        f"{k}={base64.b64encode(v.encode()).decode()}\n" for k, v in env.items()
+    ).encode()
+
+
+def _kill_command(target: SshTarget, directory: str, index: int) -> str:
+    if target.is_windows:
+        return target.remote_command(
+            f"$p = Get-Content -LiteralPath '{directory}\\.pid-{index}' -ErrorAction SilentlyContinue; "
+            "if ($p) { taskkill /T /F /PID $p | Out-Null }"
+        )
+    pidfile = shlex.quote(f"{directory}/.pid-{index}")
+    return (
+        f'p=$(cat {pidfile} 2>/dev/null) && [ -n "$p" ] && '
+        f"{{ kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null; sleep {STOP_GRACE:g}; "
+        f"kill -KILL -$p 2>/dev/null || kill -KILL $p 2>/dev/null; }}; true"
+    )
+
+
+def _host_error(exc: Exception, target: SshTarget) -> SshError:
+    error = exc if isinstance(exc, SshError) else classify(exc, target)
+    if isinstance(error, HostKeyUnknown):
+        return SshError(
+            f"{target.label}: host key unknown ({error.key_type} {error.fingerprint}); a runner "
+            f"cannot ask: verify the fingerprint, then trust it as the runner's user with "
+            f"`opstui hosts check --hosts {target.name} --accept-new` (or start the runner "
+            "with --accept-new)",
+            host=target.label,
+            kind="host_key_unknown",
+        )
+    return error
+
+
+class RunExecution:
+    def __init__(
+        self,
+        client: Any,
+        run: dict,
+        *,
+        pool: ConnectionPool,
+        workdir: Path | None = None,
+        lease_seconds: int = 30,
+        host_concurrency: int = 64,
+        sink_options: dict | None = None,
+    ) -> None:
+        self.client = client
+        self.run = run
+        self.run_id = str(run["id"])
+        self.spec: dict = run.get("spec") or {}
+        self.pool = pool
+        self.workdir = workdir
+        self.lease_seconds = lease_seconds
+        self.audit = SupabaseAudit(client)
+        self.sink = LogSink(lambda chunks: api.append_log(client, self.run_id, chunks),
+                            **(sink_options or {}))  # fmt: skip
+        self.cancel_requested = asyncio.Event()
+        self.cancel_reason: str | None = None
+        self.lease_lost: str | None = None
+        self.outcomes: dict[str, HostOutcome] = {}
+        self._host_sem = asyncio.Semaphore(max(1, host_concurrency))
+        self._stopping: set[asyncio.Task] = set()
+        self.status: str | None = None
+
+    # -- control ----------------------------------------------------------------------------
+
+    def request_cancel(self, reason: str | None = None) -> None:
+        if not self.cancel_requested.is_set():
+            self.cancel_reason = reason
+            self.cancel_requested.set()
+
+    def _lose_lease(self, why: str) -> None:
+        if self.lease_lost is None:
+            self.lease_lost = why
+            log.warning("run %s: %s", self.run_id, why)
+        self.cancel_requested.set()
+
+    async def _heartbeat_forever(self) -> None:
+        interval = max(1.0, self.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await api.heartbeat(self.client, self.run_id, self.lease_seconds):
+                    self.request_cancel()
+            except api.RunsError as exc:
+                if exc.code == "42501":
+                    self._lose_lease(str(exc))
+                    return
+                log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
+            except Exception as exc:  # noqa: BLE001 - a blip: the next beat retries
+                log.warning("run %s: heartbeat failed: %s", self.run_id, exc)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    async def execute(self) -> str:
+        self.sink.start()
+        beat = asyncio.create_task(self._heartbeat_forever(), name=f"heartbeat:{self.run_id}")
+        scratch = Path(tempfile.mkdtemp(prefix=f"opstui-run-{self.run_id[:8]}-", dir=self.workdir))
+        status, error = "failed", None
+        try:
+            status, error = await self._execute(scratch)
+        except LeaseLost as exc:
+            self._lose_lease(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the run fails with one line, the runner lives on
+            log.exception("run %s failed", self.run_id)
+            status, error = (
+                "failed",
+                f"runner error: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            )
+            self.sink.system(error)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            if self._stopping:
+                await asyncio.gather(*self._stopping, return_exceptions=True)
+            shutil.rmtree(scratch, ignore_errors=True)
+        if self.lease_lost is None:
+            self.sink.system(f"run {status}" + (f": {error}" if error else ""))
+        await self.sink.close()
+        if self.sink.failure is not None and _is_lease_error(self.sink.failure):
+            self._lose_lease(str(self.sink.failure))
+        if self.lease_lost is not None:
+            self.status = "lost"
+            return "lost"
+        try:
+            await api.finish(self.client, self.run_id, status, error)
+        except api.RunsError as exc:
+            if exc.code == "42501":
+                self._lose_lease(str(exc))
+                self.status = "lost"
+                return "lost"
+            raise
+        self.status = status
+        return status
+
+    async def _execute(self, scratch: Path) -> tuple[str, str | None]:
+        spec = self.spec
+        scripts = [str(s) for s in spec.get("scripts") or [] if str(s).strip()]
+        params = [str(p or "") for p in spec.get("parameters") or []]
+        rollout = spec.get("rollout") or {}
+        max_failures = int(rollout.get("max_failures") or 0)
+        timeout = float(rollout.get("host_timeout_seconds") or 1800)
+        name = spec.get("deployment_name") or self.run.get("deployment_id")
+        self.sink.system(
+            f"run #{self.run.get('number')} of {name} claimed by {self.run.get('runner_name')}"
+        )
+
+        hosts_rows = await api.run_hosts(self.client, self.run_id)
+        pending = [h for h in hosts_rows if h.get("status") == "pending"]
+        if not scripts:
+            return "failed", "the deployment has no scripts; add scripts_path entries"
+        env = await self._environment()
+        repo = await self._fetch(scratch)
+        if isinstance(repo, str):
+            return "failed", repo
+        missing = [s for s in scripts if not _inside(repo, s) or not (repo / s).is_file()]
+        if missing:
+            return (
+                "failed",
+                f"script {missing[0]} is not in the repository at its branch; fix scripts_path",
+            )
+        hosts = await self._hosts([str(h["host_id"]) for h in pending])
+        batches: dict[int, list[dict]] = {}
+        for row in pending:
+            batches.setdefault(int(row.get("batch") or 1), []).append(row)
+        stopped: str | None = None
+        for number in sorted(batches):
+            if self.cancel_requested.is_set():
+                break
+            await self._set_batch(number)
+            rows = batches[number]
+            self.sink.system(
+                f"batch {number} of {max(batches)}: {', '.join(str(r.get('host_name') or r['host_id']) for r in rows)}"
+            )
+            await asyncio.gather(*(
+                self._host(row, hosts.get(str(row["host_id"])), repo, scripts, params, env, timeout)
+                for row in rows
+            ))  # fmt: skip
+            failed = [o for o in self.outcomes.values() if o.status in ("failed", "unreachable")]
+            if len(failed) > max_failures and number != max(batches):
+                stopped = (
+                    f"rollout stopped after batch {number}: {len(failed)} host"
+                    f"{'s' if len(failed) != 1 else ''} failed (more than {max_failures} allowed); "
+                    "the hosts not started are skipped"
+                )
+                self.sink.system(stopped)
+                break
+        if self.lease_lost is not None:
+            raise LeaseLost(self.lease_lost)
+        if self.cancel_requested.is_set():
+            return "cancelled", self.cancel_reason
+        failed = [o for o in self.outcomes.values() if o.status in ("failed", "unreachable")]
+        if failed:
+            first = failed[0].error or failed[0].status
+            total = len(hosts_rows)
+            summary = f"{len(failed)} of {total} hosts failed (first: {first})"
+            return "failed", (stopped.split(":")[0] + "; " + summary) if stopped else summary
+        return "succeeded", None
+
+    async def _environment(self) -> dict[str, str]:
+        names = [str(n) for n in self.spec.get("env_names") or []]
+        if not names:
+            return {}
+        rows = await api._select(
+            self.client.table("deployments").select("environment_vars").eq("id", self.run["deployment_id"]),
+            "read the deployment's environment",
+        )  # fmt: skip
+        values = {}
+        for item in (rows[0].get("environment_vars") if rows else None) or []:
+            if isinstance(item, dict) and item.get("key") in names:
+                values[str(item["key"])] = str(item.get("value") or "")
+        bad = [n for n in values if not _ENV_NAME.match(n)]
+        for n in bad:
+            values.pop(n)
+            self.sink.system(f"environment variable {n!r} skipped: not a valid name")
+        return {n: values[n] for n in names if n in values}
+
+    async def _fetch(self, scratch: Path) -> Path | str:
+        url = self.spec.get("repository_url")
+        if not url:
+            return "the deployment has no repository (or it has no URL); its scripts come from one"
+        token = None
+        repo_id = self.spec.get("repository_id")
+        if repo_id:
+            rows = await api._select(
+                self.client.table("repositories").select("id,provider_id,is_private").eq("id", repo_id),
+                "read the repository",
+            )  # fmt: skip
+            if rows and rows[0].get("is_private") and rows[0].get("provider_id"):
+                try:
+                    tokens = await api.rpc(self.client, "get_git_provider_tokens",
+                                           {"p_provider_id": rows[0]["provider_id"]}, "read the git token")  # fmt: skip
+                except api.RunsError as exc:
+                    return f"cannot read the git provider's token: {exc}"
+                token = (tokens or {}).get("access_token") if isinstance(tokens, dict) else None
+        branch = self.spec.get("branch") or None
+        self.sink.system(f"fetching {safe_url(str(url))}" + (f" at {branch}" if branch else ""))
+        started = time.monotonic()
+        try:
+            commit = await fetch(str(url), branch, scratch / "repo", token=token)
+        except GitFetchError as exc:
+            return str(exc)
+        self.sink.system(f"fetched {commit[:12]} in {time.monotonic() - started:.1f}s")
+        return scratch / "repo"
+
+    async def _hosts(self, host_ids: list[str]) -> dict[str, dict]:
+        if not host_ids:
+            return {}
+        rows = await api._select(
+            self.client.table("hosts").select("*").in_("id", host_ids), "read the hosts"
+        )
+        return {str(r["id"]): r for r in rows}
+
+    async def _set_batch(self, number: int) -> None:
+        try:
+            await api.set_batch(self.client, self.run_id, number)
+        except api.RunsError as exc:
+            if exc.code == "42501":
+                raise LeaseLost(str(exc)) from None
+            raise
+
+    async def _record(self, host_id: str, status: str, code: int | None, error: str | None) -> None:
+        try:
+            await api.update_host(self.client, self.run_id, host_id, status, code, error)
+        except api.RunsError as exc:
+            if exc.code == "42501":
+                self._lose_lease(str(exc))
+                return
+            raise
+
+    # -- one host ---------------------------------------------------------------------------
+
+    async def _host(self, row, host, repo, scripts, params, env, timeout) -> None:
+        host_id = str(row["host_id"])
+        label = str(row.get("host_name") or host_id)
+        async with self._host_sem:
+            if self.cancel_requested.is_set():
+                outcome = HostOutcome(
+                    host_id, "cancelled", None, f"{label}: not started: the run was cancelled"
+                )
+                self.outcomes[host_id] = outcome
+                return  # finish_deployment_run marks it cancelled
+            if host is None:
+                outcome = HostOutcome(
+                    host_id,
+                    "failed",
+                    None,
+                    f"{label}: the host is not readable (deleted, or not in this team)",
+                )
+            else:
+                await self._record(host_id, "running", None, None)
+                try:
+                    target = SshTarget.from_host(host)
+                except ValueError as exc:
+                    outcome = HostOutcome(host_id, "failed", None, f"{label}: {exc}")
+                else:
+                    outcome = await self._on_host(
+                        host_id, target, repo, scripts, params, env, timeout
+                    )
+            self.outcomes[host_id] = outcome
+            await self._record(host_id, outcome.status, outcome.exit_code, outcome.error)
+
+    async def _on_host(self, host_id, target, repo, scripts, params, env, timeout) -> HostOutcome:
+        directory = remote_dir(self.run_id)
+        name = target.name
+        try:
+            async with self.pool.connection(target) as conn:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._upload(conn, target, repo, scripts, directory)
+                        for index, script in enumerate(scripts):
+                            code = await self._script(conn, host_id, target, directory, script,
+                                                      params[index] if index < len(params) else "",
+                                                      index, env)  # fmt: skip
+                            if code is None:
+                                return HostOutcome(
+                                    host_id,
+                                    "cancelled",
+                                    None,
+                                    f"{name}: stopped by the cancel request",
+                                )
+                            if code != 0:
+                                return HostOutcome(host_id, "failed", code,
+                                                   f"{name}: {script} exited with status {code}")  # fmt: skip
+                except TimeoutError:
+                    return HostOutcome(host_id, "failed", None,
+                                       f"{name}: timed out after {timeout:g}s (host_timeout_seconds); its scripts were stopped")  # fmt: skip
+                await self._cleanup(conn, target, directory)
+                return HostOutcome(host_id, "succeeded", 0, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is one line for this host
+            error = _host_error(exc, target)
+            self.sink.system(str(error), host_id)
+            connected = getattr(error, "kind", "") in ("disconnected", "error")
+            if connected:
+                self.pool.discard(target)
+            status = "failed" if connected else "unreachable"
+            return HostOutcome(host_id, status, None, str(error))
+
+    async def _upload(self, conn, target, repo: Path, scripts, directory: str) -> None:
+        async with conn.start_sftp_client() as sftp:
+            made: set[str] = set()
+            for script in scripts:
+                remote = PurePosixPath(directory) / script
+                parent = str(remote.parent)
+                if parent not in made:
+                    await sftp.makedirs(parent, exist_ok=True)
+                    made.add(parent)
+                await sftp.put(str(repo / script), str(remote))
+                if not target.is_windows:
+                    await sftp.chmod(str(remote), 0o755)
+
+    async def _cleanup(self, conn, target, directory: str) -> None:
+        command = (
+            target.remote_command(f"Remove-Item -Recurse -Force -LiteralPath '{directory}'")
+            if target.is_windows
+            else f"rm -rf {shlex.quote(directory)}"
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.run(command, check=False), 10)
+
+    async def _script(
+        self, conn, host_id, target, directory, script, params, index, env
+    ) -> int | None:
+        """Run one script; its exit status, or None when it was stopped by a cancel."""
+        if target.is_windows:
+            command = powershell_script(directory.replace("/", "\\"), script, params, index)
+            wire, stdin = target.remote_command(command), powershell_env(env)
+        else:
+            command = posix_command(directory, script, params, index)
+            wire, stdin = command, posix_env(env)
+        self.sink.system(f"$ {script}" + (f" {params}" if params else ""), host_id)
+        started, started_at = time.monotonic(), datetime.now(UTC)
+        process = await conn.create_process(wire, encoding=None)
+        exit_code: int | None = None
+        try:
+            process.stdin.write(stdin)
+            process.stdin.write_eof()
+            pumps = asyncio.gather(
+                self._pump(host_id, "stdout", process.stdout),
+                self._pump(host_id, "stderr", process.stderr),
+            )
+            cancel = asyncio.ensure_future(self.cancel_requested.wait())
+            try:
+                done, _ = await asyncio.wait({pumps, cancel}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                cancel.cancel()
+            if pumps in done:
+                pumps.result()
+                await process.wait_closed()
+                exit_code = process.exit_status
+                if exit_code is None:
+                    if process.exit_signal:
+                        exit_code = 128
+                        self.sink.system(f"killed by signal {process.exit_signal[0]}", host_id)
+                    else:
+                        raise asyncssh.ConnectionLost("the connection dropped mid-script")
+                return exit_code
+            await self._stop(conn, target, process, directory, index)
+            pumps.cancel()
+            with contextlib.suppress(BaseException):
+                await pumps
+            self.sink.system("stopped: signalled, then its channel was closed", host_id)
+            return None
+        except BaseException:
+            await self._stop(conn, target, process, directory, index)
+            raise
+        finally:
+            record = AuditRecord(target, "command", command, exit_code, started_at,
+                                 int((time.monotonic() - started) * 1000))  # fmt: skip
+            try:
+                await asyncio.shield(self.audit(record))
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal for the run
+                self.sink.system(f"audit not recorded: {exc}", host_id)
+
+    async def _stop(self, conn, target, process, directory: str, index: int) -> None:
+        """Signal the remote process (group), give it STOP_GRACE, then close the channel."""
+        if process.is_closing():
+            return
+        with contextlib.suppress(Exception):
+            process.send_signal("TERM")
+        # sshd may ignore signal requests: kill the process group by its pid file as well.
+        kill = asyncio.ensure_future(conn.run(_kill_command(target, directory, index), check=False))
+        self._stopping.add(kill)
+        kill.add_done_callback(self._stopping.discard)
+        with contextlib.suppress(Exception, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.wait_closed()), STOP_GRACE + 0.5)
+        process.close()
+        with contextlib.suppress(Exception, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(kill), STOP_GRACE + 1)
+
+    async def _pump(self, host_id: str, stream: str, reader) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while True:
+            data = await reader.read(64 * 1024)
+            if not data:
+                break
+            await self.sink.write(host_id, stream, decoder.decode(data))
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            await self.sink.write(host_id, stream, tail)
+
+
+def _inside(root: Path, relative: str) -> bool:
+    try:
+        (root / relative).resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _is_lease_error(exc: BaseException) -> bool:
+    return isinstance(exc, api.RunsError) and exc.code == "42501"
+
+
+__all__ = ["HostOutcome", "LeaseLost", "RunExecution", "parse_batch_size", "remote_dir"]
