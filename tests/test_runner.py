@@ -104,7 +104,9 @@ async def test_rollout_stops_past_the_failure_threshold_and_skips_the_rest(
     servers = [await ssh_hosts(n) for n in ("b", "x1", "x2", "x3", "x4")]
     hosts = await register_hosts(admin, team, servers)
     repo = make_repo(tmp_path / "repo", {"check.sh": SCRIPTS["deploy/02-check.sh"]})
-    deployment = await make_deployment(admin, team, repo, hosts, ["check.sh"], batch="2", max_failures=0)
+    deployment = await make_deployment(
+        admin, team, repo, hosts, ["check.sh"], batch="2", max_failures=0
+    )
     runner = make_runner(admin, trusting(tmp_path, servers))
     task = asyncio.create_task(runner.run())
     try:
@@ -126,7 +128,11 @@ async def test_unreachable_and_unknown_key_hosts_are_per_host_results(
 ):
     admin = await sign_in("admin@acme.test")
     team = await team_id(admin)
-    good, stranger, down = await ssh_hosts("good"), await ssh_hosts("stranger"), await ssh_hosts("down", down=True)
+    good, stranger, down = (
+        await ssh_hosts("good"),
+        await ssh_hosts("stranger"),
+        await ssh_hosts("down", down=True),
+    )
     hosts = await register_hosts(admin, team, [good, stranger, down])
     repo = make_repo(tmp_path / "repo", {"hello.sh": "#!/bin/sh\necho hello\n"})
     deployment = await make_deployment(admin, team, repo, hosts, ["hello.sh"], max_failures=5)

@@ -74,8 +74,12 @@ class Runner:
         self.settings = settings or RunnerSettings()
         self._own_pool = pool is None
         # (not `pool or ...`: an empty pool is falsy, it has a __len__)
-        self.pool = pool if pool is not None else ConnectionPool(
-            ssh_settings or SshSettings(password_source=rpc_password_source(client))
+        self.pool = (
+            pool
+            if pool is not None
+            else ConnectionPool(
+                ssh_settings or SshSettings(password_source=rpc_password_source(client))
+            )
         )
         self.on_event = on_event
         self.held: dict[str, RunExecution] = {}
