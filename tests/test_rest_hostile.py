@@ -195,11 +195,10 @@ async def test_or_nested_1000_deep_is_400(backend_info):
     assert body["code"] == "PGRST100"
 
 
-@pytest.mark.parametrize("path", ["tenants", "rpc/check_permission"])
-@pytest.mark.parametrize("method", ["POST", "PATCH"])
-async def test_json_bodies_nested_10000_deep_are_400(backend_info, path, method):
-    if path.startswith("rpc") and method == "PATCH":
-        pytest.skip("rpc takes POST")
+@pytest.mark.parametrize(
+    "method,path", [("POST", "tenants"), ("PATCH", "tenants"), ("POST", "rpc/check_permission")]
+)
+async def test_json_bodies_nested_10000_deep_are_400(backend_info, method, path):
     deep = '{"a":' * 10_000 + "1" + "}" * 10_000
     async with httpx.AsyncClient() as http:
         resp = await http.request(
