@@ -18,7 +18,7 @@ from postgrest.exceptions import APIError
 from opstui.ssh import ConnectionPool, SshSettings, SshTarget, rpc_password_source
 from opstui.ssh.audit import SupabaseAudit
 from opstui.ssh.exec import run_command
-from opstui.ssh.health import HealthChecker, rpc_health_writer
+from opstui.ssh.health import NOT_PERMITTED, HealthChecker, rpc_health_writer
 from opstui.ssh.pty import PtySession
 from opstui.ssh.sftp import SftpError, download, upload
 from tests import ssh_support
@@ -55,12 +55,12 @@ def _db(backend_info, sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
-async def test_health_by_a_viewer_is_written_and_seen_live_by_another_client(
+async def test_health_by_a_member_who_may_execute_is_written_and_seen_live(
     backend, sign_in, known, ssh_home
 ):
-    viewer = await sign_in("viewer@acme.test")  # can_select only: shares results via the rpc
+    dev = await sign_in("dev@acme.test")  # can_execute on hosts: records for the team
     watcher = await sign_in("admin@acme.test")
-    rows = await _rows(viewer, "lab-web-01", "lab-down-01")
+    rows = await _rows(dev, "lab-web-01", "lab-down-01")
     changes: asyncio.Queue = asyncio.Queue()
     states: asyncio.Queue = asyncio.Queue()
     channel = watcher.channel("ssh-health").on_postgres_changes(
@@ -72,19 +72,18 @@ async def test_health_by_a_viewer_is_written_and_seen_live_by_another_client(
     )
     await channel.subscribe(lambda state, err: states.put_nowait(state.value))
     assert await asyncio.wait_for(states.get(), WAIT) == "SUBSCRIBED"
-    # The viewer cannot update hosts directly...
+    # The developer cannot update hosts directly (update_own only, not the creator)...
     direct = (
-        await viewer.table("hosts")
+        await dev.table("hosts")
         .update({"status": "online"})
         .eq("id", rows["lab-web-01"]["id"])
         .execute()
     )
     assert direct.data == []
 
-    # The viewer may not read stored passwords; SSH credentials of their own (here: the
-    # admin's password source standing in for the viewer's key) get them in.
-    async with _pool(backend, known, watcher) as pool:
-        checker = HealthChecker(pool, writer=rpc_health_writer(viewer))
+    # ...but records health through the rpc.
+    async with _pool(backend, known, dev) as pool:
+        checker = HealthChecker(pool, writer=rpc_health_writer(dev))
         results = await checker.check_many([SshTarget.from_host(r) for r in rows.values()])
     assert checker.write_errors == []
     by_name = {r.target.name: r for r in results}
@@ -106,7 +105,7 @@ async def test_health_by_a_viewer_is_written_and_seen_live_by_another_client(
 
     # Only the documented statuses, and only for hosts of the caller's teams.
     with pytest.raises(APIError) as bad:
-        await viewer.rpc(
+        await dev.rpc(
             "record_host_health",
             {"p_host_id": rows["lab-web-01"]["id"], "p_status": "great", "p_health": {}},
         ).execute()
@@ -118,6 +117,32 @@ async def test_health_by_a_viewer_is_written_and_seen_live_by_another_client(
             {"p_host_id": rows["lab-web-01"]["id"], "p_status": "error", "p_health": {}},
         ).execute()
     assert denied.value.code == "42501"
+
+
+async def test_health_by_a_viewer_is_not_recorded_and_says_why(
+    backend, backend_info, sign_in, known, ssh_home
+):
+    """A viewer may not read the hosts' passwords, so their check fails; recording that
+    as the team's health would be a lie. Nothing is written, and the viewer is told."""
+    viewer = await sign_in("viewer@acme.test")  # can_select on hosts, no can_execute
+    rows = await _rows(viewer, "lab-web-01", "lab-down-01")
+    ids = [r["id"] for r in rows.values()]
+    state = "select id, status, last_checked_at, health from hosts where id = any(%s) order by id"
+    before = _db(backend_info, state, (ids,))
+    async with _pool(backend, known, viewer) as pool:
+        checker = HealthChecker(pool, writer=rpc_health_writer(viewer))
+        targets = [SshTarget.from_host(r) for r in rows.values()]
+        results = await checker.check_many(targets)
+    assert {r.target.name: r.status for r in results}["lab-web-01"] == "auth_failed"
+    assert sorted(checker.write_errors) == sorted(f"{t.label}: {NOT_PERMITTED}" for t in targets)
+    assert NOT_PERMITTED == "not recorded: you need execute permission on hosts to record health"
+    assert _db(backend_info, state, (ids,)) == before
+    with pytest.raises(APIError) as denied:
+        await viewer.rpc(
+            "record_host_health",
+            {"p_host_id": rows["lab-web-01"]["id"], "p_status": "online", "p_health": {}},
+        ).execute()
+    assert denied.value.code == "42501" and "can_execute on hosts" in denied.value.message
 
 
 async def test_audit_rows_and_their_rls(backend, backend_info, sign_in, known, ssh_home):

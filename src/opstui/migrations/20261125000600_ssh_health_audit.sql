@@ -19,9 +19,12 @@ alter table public.hosts add constraint hosts_status_check check (status in (
   'auth_failed', 'host_key_unknown', 'host_key_changed', 'timeout', 'error'
 ));
 
--- A health check by any member who can see the host's team's hosts (can_select)
--- is shared with the team: this function writes ONLY status, last_checked_at and
--- health, so viewers without update permission can still record what they saw.
+-- A health check is shared with the team, so only someone who may act on the
+-- host records one: can_execute on hosts in the host's team (the permission
+-- that also reads its password). A viewer's check fails for want of the
+-- password, and recording that as auth_failed would tell the team a lie. The
+-- function writes ONLY status, last_checked_at and health, so recording needs
+-- no update permission.
 create or replace function public.record_host_health(p_host_id text, p_status text, p_health jsonb)
 returns timestamptz
 language plpgsql volatile security definer
@@ -46,10 +49,10 @@ begin
   select h.team_id into v_team from public.hosts h where h.id = p_host_id;
   if auth.role() is distinct from 'service_role' and (
        v_team is null
-       or v_team not in (select private.team_ids_where('hosts', 'select'))) then
+       or v_team not in (select private.team_ids_where('hosts', 'execute'))) then
     raise exception using
       errcode = '42501',
-      message = 'permission denied: recording host health requires can_select on hosts in the host''s team';
+      message = 'permission denied: recording host health requires can_execute on hosts in the host''s team';
   end if;
   update public.hosts h
      set status = p_status, last_checked_at = v_now, health = p_health

@@ -11,8 +11,9 @@ Statuses (hosts.status, see migration 20261125000600):
     error             anything else (probe failed, dropped mid-check)
 
 The probe figures go to `hosts.health` (jsonb) with `last_checked_at`, through
-the `record_host_health` rpc, so any member who can see the host (even a
-viewer) shares the result with the team, live through realtime.
+the `record_host_health` rpc, shared with the team live through realtime. Only
+members with execute permission on hosts record: anyone else's check is shown
+to them and written nowhere (`NOT_PERMITTED` says why).
 
 Linux probe: one shell command reading /proc/uptime, /proc/loadavg,
 /proc/meminfo and `df -P /`. Windows: one PowerShell command (CIM) printing JSON.
@@ -115,6 +116,15 @@ def parse_windows_probe(text: str) -> dict[str, Any]:
 
 HealthSink = Callable[[HealthResult], Awaitable[None]]
 
+NOT_PERMITTED = "not recorded: you need execute permission on hosts to record health"
+
+
+class HealthNotPermitted(Exception):
+    """The backend refused to record a result: the user may not execute on the host."""
+
+    def __init__(self) -> None:
+        super().__init__(NOT_PERMITTED)
+
 
 def rpc_health_writer(client: Any) -> HealthSink:
     """Write a result to the host row through `record_host_health` (supabase-py)."""
@@ -122,14 +132,19 @@ def rpc_health_writer(client: Any) -> HealthSink:
     async def write(result: HealthResult) -> None:
         if result.target.host_id is None:
             return
-        await client.rpc(
-            "record_host_health",
-            {
-                "p_host_id": result.target.host_id,
-                "p_status": result.status,
-                "p_health": result.health,
-            },
-        ).execute()
+        try:
+            await client.rpc(
+                "record_host_health",
+                {
+                    "p_host_id": result.target.host_id,
+                    "p_status": result.status,
+                    "p_health": result.health,
+                },
+            ).execute()
+        except Exception as exc:
+            if getattr(exc, "code", None) == "42501":
+                raise HealthNotPermitted() from None
+            raise
 
     return write
 
@@ -195,6 +210,8 @@ class HealthChecker:
         if self.writer is not None:
             try:
                 await self.writer(result)
+            except HealthNotPermitted:
+                self.write_errors.append(f"{target.label}: {NOT_PERMITTED}")
             except Exception as exc:  # noqa: BLE001 - reported, the check itself stands
                 message = getattr(exc, "message", None) or str(exc)
                 self.write_errors.append(f"{target.label}: health not recorded: {message}")
