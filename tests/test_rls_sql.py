@@ -198,7 +198,7 @@ def test_update_own_and_delete_own(db, users, teams):
         )
 
 
-def test_execute_permission_only_changes_run_state(db, users, teams):
+def test_execute_permission_changes_no_column_and_run_state_follows_runs(db, users, teams):
     tester = users["tester@acme.test"]  # deployments: select + execute in Payments
     dep = one(
         db,
@@ -207,21 +207,23 @@ def test_execute_permission_only_changes_run_state(db, users, teams):
     )
     other = one(db, "select id from deployments where team_id = %s limit 1", (teams["Platform"],))
     with as_user(db, tester):
-        cur = db.execute(
-            "update deployments set status = 'in_progress', started_at = now(), completed_at = null"
-            " where id = %s",
-            (dep,),
-        )
-        assert cur.rowcount == 1
+        # Status and times follow the runs (20261201000100): nobody sets them by hand.
+        with (
+            pytest.raises(errors.InsufficientPrivilege, match="follow the deployment's runs"),
+            savepoint(db),
+        ):
+            db.execute(
+                "update deployments set status = 'in_progress', started_at = now(),"
+                " completed_at = null where id = %s",
+                (dep,),
+            )
         with (
             pytest.raises(
                 errors.InsufficientPrivilege, match="execute permission on deployments"
             ) as err,
             savepoint(db),
         ):
-            db.execute(
-                "update deployments set name = 'renamed', status = 'failed' where id = %s", (dep,)
-            )
+            db.execute("update deployments set name = 'renamed' where id = %s", (dep,))
         assert "name" in str(err.value)
         with pytest.raises(errors.InsufficientPrivilege), savepoint(db):
             db.execute("update deployments set scripts_path = '{rm.sh}' where id = %s", (dep,))
@@ -455,6 +457,28 @@ def test_host_password_insert_update_and_upsert_all_keep_the_new_password(db, us
         _upsert(db, "hosts", {**row, "description": "no password sent"})
         assert one(db, "select get_host_secret(%s)", (host,)) == "third"
         assert one(db, "select count(*) from hosts where password is not null") == 0
+
+
+def test_a_failed_insert_onto_an_existing_host_does_not_echo_the_password(db, users, teams):
+    """On that path the trigger leaves the password in NEW for the upsert's UPDATE branch;
+    an error about the row must still not carry it (RLS hides 'Failing row contains')."""
+    dev = users["dev@acme.test"]
+    with as_user(db, dev):
+        sql, params = new_host_sql(teams["Platform"], dev.user_id, "echo", password="first")
+        db.execute(sql, params)
+        for conflict in ("", " on conflict (id) do update set password = excluded.password"):
+            with pytest.raises(psycopg.Error) as failed, savepoint(db):
+                insert = (
+                    "insert into hosts (id, name, type, ip, port, team_id, password)"
+                    " values (%s, 'echo', 'ssh', '192.0.2.9', 70000, %s, 'hunter2-secret')"
+                )
+                db.execute(insert + conflict, (params[0], teams["Platform"]))
+            diag = failed.value.diag
+            text = " ".join(
+                str(x) for x in (failed.value, diag.message_detail, diag.message_hint) if x
+            )
+            assert "hunter2-secret" not in text
+        assert one(db, "select get_host_secret(%s)", (params[0],)) == "first"
 
 
 def test_git_tokens_insert_update_and_upsert_all_keep_the_new_tokens(db, users):
