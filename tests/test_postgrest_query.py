@@ -508,3 +508,26 @@ def test_embeds_nest_only_so_deep():
     with pytest.raises(QueryError) as exc:
         pq.parse_select(deep)
     assert "nest" in exc.value.details
+
+
+def test_many_to_many_joins_through_the_junction_in_an_exists():
+    teams = pq.Table("public", "teams", {"id": pq.Column("id", "uuid")}, ("id",))
+    members = pq.Table(
+        "public",
+        "team_members",
+        {c: pq.Column(c, "uuid") for c in ("team_id", "profile_id")},
+        ("team_id", "profile_id"),
+    )
+    catalog = pq.Catalog(
+        {t.name: t for t in (teams, members, PROFILES)},
+        (
+            pq.ForeignKey("tm_team", "team_members", ("team_id",), "teams", ("id",)),
+            pq.ForeignKey("tm_profile", "team_members", ("profile_id",), "profiles", ("id",)),
+        ),
+    )
+    q = pq.parse_query([("select", "profiles(email)")])
+    text = sql_of(pq.read_sql(teams, q, catalog=catalog)[0])
+    assert (
+        'exists (select 1 from "public"."team_members" as "pgrst_3" where '
+        '"pgrst_3"."team_id" = "pgrst_src"."id" and "pgrst_3"."profile_id" = "pgrst_1"."id")'
+    ) in text

@@ -219,3 +219,35 @@ async def test_writes_return_embeds_with_representation(rows, backend_info):
     assert resp.json() == [
         {"description": "patched", "repositories": {"name": f"{PREFIX}-repo-mine"}}
     ]
+
+
+async def test_many_to_many_through_a_junction_table(admin, backend_info):
+    members = {
+        email
+        for (email,) in _db(
+            backend_info,
+            "select p.email from public.team_members m join public.profiles p on p.id = m.profile_id"
+            " join public.teams t on t.id = m.team_id where t.name = 'Platform'",
+        )
+    }
+    # teams.created_by also points at profiles, so the junction must be named
+    with pytest.raises(APIError) as caught:
+        await admin.table("teams").select("name,profiles(email)").execute()
+    assert caught.value.code == "PGRST201" and "profiles!team_members" in caught.value.hint
+    result = (
+        await admin.table("teams")
+        .select("name,profiles!team_members(email),creator:profiles!created_by(email)")
+        .eq("name", "Platform")
+        .order("email", foreign_table="profiles")
+        .execute()
+    )
+    assert result.data == [
+        {
+            "name": "Platform",
+            "profiles": [{"email": e} for e in sorted(members)],
+            "creator": {"email": "admin@acme.test"},
+        }
+    ]
+    with pytest.raises(APIError) as caught:  # not a junction: its key is its own id
+        await admin.table("teams").select("profiles!permission_matrix(email)").execute()
+    assert caught.value.code == "PGRST200"

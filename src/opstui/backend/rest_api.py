@@ -459,10 +459,11 @@ async def _run(request: web.Request, claims: dict[str, Any], work):
                 return task.result()
             if _disconnected(request):
                 break
-    except asyncio.CancelledError:  # the handler itself was cancelled (shutdown)
+    except asyncio.CancelledError:  # the handler itself was cancelled (disconnect, shutdown)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+        log.info("request cancelled: %s %s", request.method, request.path)
         raise
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -526,16 +527,36 @@ async def table_handler(request: web.Request) -> web.StreamResponse:
     return await _write(request, claims, table, q, neg, prefer, body)
 
 
+async def _build_fresh(request: web.Request, table: pq.Table, build):
+    """`build(table, catalog)`, retried once on a fresh schema cache if a relationship is missing.
+
+    A foreign key added since the cache was loaded is found; a name that never existed
+    costs one reload, as with unknown tables.
+    """
+    cache = cache_of(request)
+    seen = cache.loaded_at
+    try:
+        return build(table, cache.catalog)
+    except pq.QueryError as exc:
+        if exc.code != "PGRST200":
+            raise _api_error(exc) from None
+    await cache.refresh(seen_at=seen)
+    return _build(build, cache.tables.get(table.name, table), cache.catalog)
+
+
 async def _read(request, claims, table, q, neg, prefer) -> web.Response:
     with_count = prefer.count is not None
-    query, params = _build(
-        pq.read_sql,
+    query, params = await _build_fresh(
+        request,
         table,
-        q,
-        catalog=cache_of(request).catalog,
-        single=neg.single,
-        strip_nulls=neg.strip_nulls,
-        with_count=with_count,
+        lambda t, catalog: pq.read_sql(
+            t,
+            q,
+            catalog=catalog,
+            single=neg.single,
+            strip_nulls=neg.strip_nulls,
+            with_count=with_count,
+        ),
     )
 
     async def work(conn):

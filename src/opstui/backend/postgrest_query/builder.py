@@ -156,8 +156,22 @@ class Builder:
     def _join(self, rel: Relationship, child: Builder) -> sql.Composable:
         if not self.qualifier:
             raise QueryError("embedded resources are not available on this request")
-        return sql.SQL(" and ").join(
-            sql.SQL("{} = {}").format(child._column(t), self._column(p)) for p, t in rel.pairs
+        if rel.junction is None:
+            return sql.SQL(" and ").join(
+                sql.SQL("{} = {}").format(child._column(t), self._column(p)) for p, t in rel.pairs
+            )
+        # many-to-many: a visible junction row links this parent row and the target row
+        via = rel.junction
+        alias = self.aliases()
+        links = [
+            sql.SQL("{} = {}").format(sql.Identifier(alias, j), self._column(p))
+            for p, j in via.parent_pairs
+        ] + [
+            sql.SQL("{} = {}").format(sql.Identifier(alias, j), child._column(t))
+            for t, j in via.target_pairs
+        ]
+        return sql.SQL("exists (select 1 from {} as {} where {})").format(
+            via.table.ident, sql.Identifier(alias), sql.SQL(" and ").join(links)
         )
 
     def _options(self, child: Builder) -> Query:
