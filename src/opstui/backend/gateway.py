@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -88,15 +88,22 @@ class ApiError(Exception):
 AUTH_PREFIX = "/auth/v1"
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION_2024_01_01 = "2024-01-01"
-_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def gotrue_api_version(request: web.BaseRequest | None) -> str | None:
     """GoTrue's DetermineClosestAPIVersion: 2024-01-01 for that date or later, else none."""
     raw = request.headers.get(API_VERSION_HEADER, "").strip() if request is not None else ""
-    if _API_VERSION.fullmatch(raw) and raw >= API_VERSION_2024_01_01:
+    try:
+        asked = date.fromisoformat(raw) if len(raw) == 10 else None
+    except ValueError:
+        asked = None  # GoTrue, too, falls back to the initial version on a bad header
+    if asked is not None and asked >= date(2024, 1, 1):
         return API_VERSION_2024_01_01
     return None
+
+
+def is_auth_path(path: str) -> bool:
+    return path == AUTH_PREFIX or path.startswith(AUTH_PREFIX + "/")
 
 
 class AuthApiError(ApiError):
@@ -181,7 +188,7 @@ def pg_error(exc: psycopg.Error, role: str) -> ApiError:
 
 def error_response(request: web.BaseRequest, exc: ApiError) -> web.Response:
     """An error in the shape of the API the path belongs to: GoTrue's under /auth/v1."""
-    if request.path.startswith(AUTH_PREFIX):
+    if is_auth_path(request.path):
         return as_auth_error(exc).response(request)
     return exc.response(request)
 
@@ -328,7 +335,7 @@ class _GatewayRequestHandler(RequestHandler):
             # The C parser reports an overlong request target from its URL buffer (a
             # bytearray); overlong header names and values as bytes.
             error_status, what = 414, f"request line longer than {MAX_LINE_SIZE} bytes"
-            is_auth = bytes(line).startswith(AUTH_PREFIX.encode())
+            is_auth = is_auth_path(bytes(line).decode("latin-1"))
         elif isinstance(exc, LineTooLong):
             error_status, what = 431, f"request header longer than {MAX_FIELD_SIZE} bytes"
             is_auth = False
