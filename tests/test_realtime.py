@@ -7,20 +7,25 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
 from psycopg import sql
 
 from opstui.backend.change_feed import Filter, FilterError
-from opstui.backend.realtime import REALTIME, binding_id
+from opstui.backend.realtime import REALTIME
+from opstui.backend.realtime_postgres import binding_id
 from tests.conftest import demo_user
-
-WAIT = 1.0  # a change must arrive within this (the requirement)
-SLOW = 10.0  # reconnects, token expiry
+from tests.realtime_support import (
+    SLOW,
+    WAIT,
+    host_writer,
+    raw_sockets,
+    user_broadcast_push,
+    wait_until,
+)
+from tests.realtime_support import user_token as _user_token
 
 
 def user(info, email: str) -> dict:
@@ -31,38 +36,10 @@ def team_of(info, email: str, index: int = 0) -> str:
     return user(info, email)["team_ids"][index]
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = SLOW) -> None:
-    """Poll a condition we cannot await (server-side state), with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def db(backend_info):
-    """A superuser connection for writes; every host it creates is removed afterwards."""
-    conn = await psycopg.AsyncConnection.connect(backend_info.db_url, autocommit=True)
-    created: list[str] = []
-
-    async def insert_host(team_id: str, **values: Any) -> str:
-        host_id = values.pop("id", None) or f"rt-{uuid.uuid4()}"
-        row = {"id": host_id, "name": "rt-host", "type": "linux", "ip": "10.9.9.9", **values}
-        row["team_id"] = team_id
-        query = sql.SQL("insert into public.hosts ({}) values ({})").format(
-            sql.SQL(", ").join(map(sql.Identifier, row)),
-            sql.SQL(", ").join(sql.Placeholder() * len(row)),
-        )
-        await conn.execute(query, list(row.values()))
-        created.append(host_id)
-        return host_id
-
-    conn.insert_host = insert_host  # type: ignore[attr-defined]
-    yield conn
-    if created:
-        await conn.execute("delete from public.hosts where id = any(%s)", (created,))
-    await conn.close()
+    async with host_writer(backend_info) as conn:
+        yield conn
 
 
 async def subscribe(client, topic: str, **binding: Any):
@@ -251,68 +228,10 @@ def _claims(token: str) -> dict:
     return jwt.decode(token, options={"verify_signature": False})
 
 
-class RawSocket:
-    """A bare Phoenix v1 client over aiohttp, for what supabase-py cannot express."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.ref = 0
-
-    async def send(
-        self, topic: str, event: str, payload: Any = None, *, ref: bool = True
-    ) -> str | None:
-        r = None
-        if ref:
-            self.ref += 1
-            r = str(self.ref)
-        await self.ws.send_str(json.dumps(
-            {"topic": topic, "event": event, "payload": payload or {}, "ref": r, "join_ref": r}
-        ))  # fmt: skip
-        return r
-
-    async def recv(self, timeout: float = WAIT) -> dict:
-        msg = await asyncio.wait_for(self.ws.receive(), timeout)
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        frame = json.loads(msg.data)
-        assert "ref" in frame  # the client drops frames without it
-        return frame
-
-    async def recv_until(self, pred: Callable[[dict], bool], timeout: float = WAIT) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.recv(max(0.01, deadline - time.monotonic()))
-            if pred(frame):
-                return frame
-
-    async def join(self, topic: str, token: str | None, bindings: list | None = None) -> dict:
-        payload: dict[str, Any] = {"config": {"postgres_changes": bindings or []}}
-        if token is not None:
-            payload["access_token"] = token
-        ref = await self.send(topic, "phx_join", payload)
-        return await self.recv_until(lambda f: f["event"] == "phx_reply" and f["ref"] == ref)
-
-
 @pytest.fixture
 async def raw(backend_info):
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def _open(apikey: str | None = None) -> RawSocket:
-        session = aiohttp.ClientSession()
-        sessions.append(session)
-        key = backend_info.anon_key if apikey is None else apikey
-        ws = await session.ws_connect(
-            f"{backend_info.url}/realtime/v1/websocket?apikey={key}&vsn=1.0.0"
-        )
-        return RawSocket(ws)
-
-    yield _open
-    for session in sessions:
-        await session.close()
-
-
-async def _user_token(sign_in, email: str) -> str:
-    client = await sign_in(email)
-    return (await client.auth.get_session()).access_token
+    async with raw_sockets(backend_info) as open_socket:
+        yield open_socket
 
 
 def _forged(token: str) -> str:
@@ -578,3 +497,114 @@ def test_filter_matching(text, row, udt, expected):
 def test_filter_parse_errors(text):
     with pytest.raises(FilterError):
         Filter.parse(text)
+
+
+# -- protocol 2.0.0 (supabase-js's default) -------------------------------------------------
+
+
+async def test_vsn_2_joins_and_receives_changes_in_array_frames(raw, sign_in, backend_info, db):
+    admin = demo_user(backend_info, "admin")
+    team = admin["team_ids"][0]
+    token = await _user_token(sign_in, admin["email"])
+    sock = await raw(vsn="2.0.0")
+    binding = {"event": "INSERT", "schema": "public", "table": "hosts",
+               "filter": f"team_id=eq.{team}"}  # fmt: skip
+    ref = await sock.send("realtime:rt-v2", "phx_join",
+                          {"config": {"postgres_changes": [binding]}, "access_token": token})  # fmt: skip
+    first = await sock.ws.receive(timeout=WAIT)
+    join_ref, reply_ref, topic, event, payload = json.loads(first.data)
+    assert (join_ref, reply_ref, topic, event) == (ref, ref, "realtime:rt-v2", "phx_reply")
+    assert payload["status"] == "ok"
+    assert payload["response"]["postgres_changes"][0]["id"] == binding_id(binding)
+    system = await sock.recv()
+    assert system["event"] == "system" and system["payload"]["status"] == "ok"
+
+    host_id = await db.insert_host(team)
+    frame = json.loads((await sock.ws.receive(timeout=WAIT)).data)
+    assert frame[:4] == [None, None, "realtime:rt-v2", "postgres_changes"]
+    assert frame[4]["data"]["record"]["id"] == host_id
+    hb_ref = await sock.send("phoenix", "heartbeat")
+    assert json.loads((await sock.ws.receive(timeout=WAIT)).data) == [
+        None, hb_ref, "phoenix", "phx_reply", {"status": "ok", "response": {}}]  # fmt: skip
+
+
+async def test_vsn_2_binary_broadcasts_reach_both_protocols(raw):
+    """supabase-js 2.x sends every broadcast as a binary user-broadcast push (kind 3)."""
+    sender = await raw(vsn="2.0.0")
+    v2 = await raw(vsn="2.0.0")
+    v1 = await raw()
+    for sock in (sender, v2, v1):
+        reply = await sock.join("realtime:rt-bin", None, broadcast={"ack": True})
+        assert reply["payload"]["status"] == "ok"
+    await sender.ws.send_bytes(
+        user_broadcast_push("realtime:rt-bin", "ping", {"n": 1, "é": "ü"}, ref="9", join_ref="1")
+    )
+    ack = await sender.recv()
+    assert ack["ref"] == "9" and ack["payload"]["status"] == "ok"
+    got = await v2.recv()
+    assert got["binary"][0] == 4  # a binary user broadcast, as Realtime sends it
+    assert got["payload"] == {"type": "broadcast", "event": "ping", "payload": {"n": 1, "é": "ü"}}
+    assert (await v1.recv())["payload"] == got["payload"]
+
+    # A raw binary payload travels as bytes to 2.0.0 sockets; 1.0.0 cannot carry it.
+    await sender.ws.send_bytes(user_broadcast_push("realtime:rt-bin", "blob", b"\x00\xff",
+                                                   ref="10", binary=True))  # fmt: skip
+    assert (await sender.recv())["ref"] == "10"
+    assert (await v2.recv())["payload"]["payload"] == b"\x00\xff"
+    # A text broadcast (what supabase-py sends) reaches 2.0.0 sockets as a text frame.
+    ref = await v1.send("realtime:rt-bin", "broadcast",
+                        {"type": "broadcast", "event": "pong", "payload": {"n": 2}})  # fmt: skip
+    text = await v2.ws.receive(timeout=WAIT)
+    assert text.type == aiohttp.WSMsgType.TEXT
+    assert json.loads(text.data) == [None, None, "realtime:rt-bin", "broadcast",
+                                     {"type": "broadcast", "event": "pong", "payload": {"n": 2}}]  # fmt: skip
+    assert (await sender.recv())["payload"]["event"] == "pong"
+    # The 1.0.0 socket's next frame is its own ack: the blob never reached it.
+    after = await v1.recv()
+    assert after["event"] == "phx_reply" and after["ref"] == ref
+
+
+async def test_unknown_vsn_is_refused_at_the_upgrade(backend_info):
+    async with aiohttp.ClientSession() as session:
+        url = f"{backend_info.url}/realtime/v1/websocket?apikey={backend_info.anon_key}&vsn=3.0.0"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            await session.ws_connect(url)
+        assert caught.value.status == 400
+
+
+# -- the publication changes while we run ----------------------------------------------------
+
+
+async def test_a_table_published_while_running_can_be_joined_and_delivers(
+    sign_in, backend, backend_info, db
+):
+    dev = demo_user(backend_info, "developer")
+    client = await sign_in(dev["email"])
+    await subscribe(client, "rt-before")  # the publication is read and cached now
+    table = f"rt_late_{uuid.uuid4().hex[:8]}"
+    ident = sql.Identifier(table)
+    await db.execute(sql.SQL("create table public.{} (id uuid primary key"
+                             " default gen_random_uuid(), note text)").format(ident))  # fmt: skip
+    try:
+        await db.execute(sql.SQL("grant select on public.{} to authenticated").format(ident))
+        await db.execute(
+            sql.SQL("alter publication supabase_realtime add table public.{}").format(ident)
+        )
+        _, changes, states = await subscribe(client, "rt-late", table=table)
+        await db.execute(sql.SQL("insert into public.{} (note) values ('hello')").format(ident))
+        got = data(await asyncio.wait_for(changes.get(), WAIT))
+        assert got["table"] == table and got["record"]["note"] == "hello"
+        assert states.empty()  # no "Unable to subscribe" system error
+
+        # Leaving the publication takes the capture away on the next read of it.
+        await db.execute(
+            sql.SQL("alter publication supabase_realtime drop table public.{}").format(ident)
+        )
+        server = backend._runner.app[REALTIME]
+        assert ("public", table) not in await server.catalog.published(refresh=True)
+        triggers = await (await db.execute(
+            "select count(*) from pg_trigger where tgrelid = %s::regclass"
+            " and tgname = 'opstui_realtime_capture'", (f"public.{table}",))).fetchone()  # fmt: skip
+        assert triggers[0] == 0
+    finally:
+        await db.execute(sql.SQL("drop table if exists public.{}").format(ident))

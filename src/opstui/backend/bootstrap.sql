@@ -222,3 +222,54 @@ alter table supabase_migrations.schema_migrations
 alter schema supabase_migrations owner to postgres;
 alter table supabase_migrations.schema_migrations owner to postgres;
 revoke all on schema supabase_migrations from public, anon, authenticated;
+
+-- ===========================================================================
+-- Realtime (Supabase Realtime's own objects). Kept at the end of this file.
+--
+-- What Realtime Authorization needs, as Supabase Realtime's tenant migrations
+-- define it: the realtime schema, realtime.messages (RLS on, no policies: the
+-- app's migrations add them) and realtime.topic(). Supabase partitions
+-- realtime.messages by day and stores broadcasts there; the embedded gateway
+-- only evaluates policies against it (every probe is rolled back), so here it
+-- is one plain table with the same columns, defaults, RLS and grants.
+-- ===========================================================================
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'supabase_realtime_admin') then
+    create role supabase_realtime_admin nologin noinherit noreplication;
+  end if;
+end
+$$;
+
+create schema if not exists realtime;
+grant usage on schema realtime to anon, authenticated, service_role;
+grant usage on schema realtime to postgres with grant option;
+grant all on schema realtime to supabase_realtime_admin with grant option;
+
+create table if not exists realtime.messages (
+  topic text not null,
+  extension text not null,
+  payload jsonb,
+  event text,
+  private boolean default false,
+  updated_at timestamp without time zone not null default now(),
+  inserted_at timestamp without time zone not null default now(),
+  id uuid not null default gen_random_uuid(),
+  primary key (id, inserted_at)
+);
+alter table realtime.messages enable row level security;
+alter table realtime.messages owner to supabase_realtime_admin;
+
+create or replace function realtime.topic() returns text
+language sql stable
+as $$
+select nullif(current_setting('realtime.topic', true), '')::text;
+$$;
+alter function realtime.topic() owner to supabase_realtime_admin;
+
+grant select, insert, update on realtime.messages to anon, authenticated, service_role;
+grant all on realtime.messages to postgres;
+grant all on function realtime.topic() to postgres;
+-- On Supabase, supautils lets postgres create policies on realtime.messages;
+-- here membership of the owning role does the same.
+grant supabase_realtime_admin to postgres with inherit true;

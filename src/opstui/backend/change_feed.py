@@ -79,74 +79,117 @@ revoke all on function opstui_realtime.capture() from public;
 """
 
 
+# Published tables (ordinary tables only), with their primary-key columns in key order.
+_PUBLISHED_SQL = """
+select pt.schemaname, pt.tablename,
+       coalesce((select array_agg(a.attname order by k.ord)
+                   from pg_index i
+                   cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+                   join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+                  where i.indrelid = c.oid and i.indisprimary), '{}')
+  from pg_publication_tables pt
+  join pg_namespace n on n.nspname = pt.schemaname
+  join pg_class c on c.relnamespace = n.oid and c.relname = pt.tablename
+ where pt.pubname = %s and pt.schemaname <> %s and c.relkind = 'r'
+"""
+# Tables that carry the capture trigger now.
+_CAPTURED_SQL = """
+select n.nspname, c.relname
+  from pg_trigger t
+  join pg_class c on c.oid = t.tgrelid
+  join pg_namespace n on n.oid = c.relnamespace
+ where t.tgname = %s and not t.tgisinternal
+"""
+
+
+def _drop_trigger(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("drop trigger if exists {} on {}.{}").format(
+        sql.Identifier(TRIGGER), sql.Identifier(schema), sql.Identifier(table)
+    )
+
+
+def _create_trigger(schema: str, table: str, pk: list[str]) -> sql.Composed:
+    # Primary-key columns are trigger arguments: the change carries them.
+    return sql.SQL(
+        "create trigger {} after insert or update or delete on {}.{}"
+        " for each row execute function {}.capture({})"
+    ).format(
+        sql.Identifier(TRIGGER),
+        sql.Identifier(schema),
+        sql.Identifier(table),
+        sql.Identifier(SCHEMA),
+        sql.SQL(", ").join(sql.Literal(col) for col in pk),
+    )
+
+
+def _warn_without_pk(schema: str, table: str, pk: list[str]) -> None:
+    if not pk:
+        log.warning("realtime: %s.%s has no primary key; only service_role sees it", schema, table)
+
+
 def install_change_capture(conn: psycopg.Connection) -> None:
     """Idempotently (re)attach the capture trigger to every table in the publication.
 
     `conn` is a sync, autocommit, superuser connection. Tables that left the
     publication lose the trigger; primary-key columns are passed as trigger
     arguments, so re-running this after a migration picks up key changes.
+    While the gateway runs, `sync_capture` keeps up with the publication.
     """
     with conn.transaction():
         conn.execute(_CAPTURE_SQL)
-        published = conn.execute(
-            """
-            select c.oid, pt.schemaname, pt.tablename,
-                   coalesce((select array_agg(a.attname order by k.ord)
-                               from pg_index i
-                               cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
-                               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-                              where i.indrelid = c.oid and i.indisprimary), '{}')
-              from pg_publication_tables pt
-              join pg_namespace n on n.nspname = pt.schemaname
-              join pg_class c on c.relnamespace = n.oid and c.relname = pt.tablename
-             where pt.pubname = %s and pt.schemaname <> %s and c.relkind = 'r'
-            """,
-            (PUBLICATION, SCHEMA),
-        ).fetchall()
-        wanted = {oid for oid, *_ in published}
-        stale = conn.execute(
-            """
-            select t.tgrelid, n.nspname, c.relname
-              from pg_trigger t
-              join pg_class c on c.oid = t.tgrelid
-              join pg_namespace n on n.oid = c.relnamespace
-             where t.tgname = %s and not t.tgisinternal
-            """,
-            (TRIGGER,),
-        ).fetchall()
-        for oid, schema, table in stale:
-            if oid not in wanted:
-                conn.execute(
-                    sql.SQL("drop trigger if exists {} on {}.{}").format(
-                        sql.Identifier(TRIGGER), sql.Identifier(schema), sql.Identifier(table)
-                    )
-                )
-        for _oid, schema, table, pk in published:
-            target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-            conn.execute(
-                sql.SQL("drop trigger if exists {} on {}").format(sql.Identifier(TRIGGER), target)
-            )
-            conn.execute(
-                sql.SQL(
-                    "create trigger {} after insert or update or delete on {}"
-                    " for each row execute function {}.capture({})"
-                ).format(
-                    sql.Identifier(TRIGGER),
-                    target,
-                    sql.Identifier(SCHEMA),
-                    sql.SQL(", ").join(sql.Literal(col) for col in pk),
-                )
-            )
-            if not pk:
-                log.warning(
-                    "realtime: %s.%s has no primary key; only service_role sees it", schema, table
-                )
+        published = conn.execute(_PUBLISHED_SQL, (PUBLICATION, SCHEMA)).fetchall()
+        wanted = {(schema, table) for schema, table, _ in published}
+        for schema, table in conn.execute(_CAPTURED_SQL, (TRIGGER,)).fetchall():
+            if (schema, table) not in wanted:
+                conn.execute(_drop_trigger(schema, table))
+        for schema, table, pk in published:
+            conn.execute(_drop_trigger(schema, table))
+            conn.execute(_create_trigger(schema, table, pk))
+            _warn_without_pk(schema, table, pk)
         # Queue rows whose notification was lost (listener down) are useless now.
         conn.execute(
             sql.SQL("delete from {}.queue where created_at < now() - interval '1 hour'").format(
                 sql.Identifier(SCHEMA)
             )
         )
+
+
+async def sync_capture(conn: psycopg.AsyncConnection) -> frozenset[tuple[str, str]]:
+    """Make the capture triggers match the publication now; return the published tables.
+
+    A table added to `supabase_realtime` while the gateway runs gets its trigger
+    here, one that left loses it. Only the differences are DDL'd, under a short
+    lock timeout: a table busy in a long transaction is retried on the next call.
+    """
+    async with conn.transaction():
+        published = await (await conn.execute(_PUBLISHED_SQL, (PUBLICATION, SCHEMA))).fetchall()
+        captured = {
+            tuple(r) for r in await (await conn.execute(_CAPTURED_SQL, (TRIGGER,))).fetchall()
+        }
+    wanted = {(schema, table): pk for schema, table, pk in published}
+    ready = set(wanted) & captured
+    for schema, table in captured - set(wanted):
+        if await _ddl(conn, _drop_trigger(schema, table)):
+            log.info("realtime: %s.%s left the publication; no longer captured", schema, table)
+    for schema, table in set(wanted) - captured:
+        pk = wanted[(schema, table)]
+        if await _ddl(conn, _drop_trigger(schema, table), _create_trigger(schema, table, pk)):
+            ready.add((schema, table))
+            log.info("realtime: %s.%s joined the publication; capturing its changes", schema, table)
+            _warn_without_pk(schema, table, pk)
+    return frozenset(ready)
+
+
+async def _ddl(conn: psycopg.AsyncConnection, *statements: sql.Composed) -> bool:
+    try:
+        async with conn.transaction():
+            await conn.execute("select set_config('lock_timeout', '2s', true)")
+            for statement in statements:
+                await conn.execute(statement)
+    except psycopg.Error as exc:
+        log.warning("realtime: could not update change capture (%s); will retry", exc)
+        return False
+    return True
 
 
 # -- changes -----------------------------------------------------------------------------------
@@ -385,14 +428,15 @@ class TableInfo:
 class Catalog:
     """Cached catalog facts, read through the superuser pool. Entries expire after `ttl`."""
 
-    def __init__(self, admin_pool: Any, ttl: float = 30.0) -> None:
+    def __init__(self, admin_pool: Any, ttl: float = 30.0, publication_ttl: float = 5.0) -> None:
         self._pool = admin_pool
         self._ttl = ttl
+        self._publication_ttl = publication_ttl
+        self._publication_lock = asyncio.Lock()
         self._tables: dict[tuple[str, str], tuple[float, TableInfo | None]] = {}
         self._columns: dict[tuple[str, str, str], tuple[float, frozenset[str]]] = {}
         self._policies: dict[tuple[str, str, str], tuple[float, str | None]] = {}
         self._published: tuple[float, frozenset[tuple[str, str]]] | None = None
-        self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
         self._tables.clear()
@@ -403,19 +447,23 @@ class Catalog:
     def _fresh(self, stamp: float) -> bool:
         return time.monotonic() - stamp < self._ttl
 
-    async def published(self) -> frozenset[tuple[str, str]]:
-        if self._published and self._fresh(self._published[0]):
+    async def published(self, *, refresh: bool = False) -> frozenset[tuple[str, str]]:
+        """Published tables whose changes are captured. Re-read (and the capture brought
+        in line) every few seconds, or at once with `refresh`, e.g. for an unknown table."""
+        if not refresh and self._published and self._publication_fresh(self._published[0]):
             return self._published[1]
-        async with self._pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "select schemaname, tablename from pg_publication_tables where pubname = %s",
-                    (PUBLICATION,),
-                )
-            ).fetchall()
-        value = frozenset((s, t) for s, t in rows)
-        self._published = (time.monotonic(), value)
+        asked = time.monotonic()
+        async with self._publication_lock:
+            if self._published and self._published[0] >= asked:
+                return self._published[1]  # read by another caller after we asked
+            started = time.monotonic()
+            async with self._pool.connection() as conn:
+                value = await sync_capture(conn)
+            self._published = (started, value)
         return value
+
+    def _publication_fresh(self, stamp: float) -> bool:
+        return time.monotonic() - stamp < self._publication_ttl
 
     async def table(self, schema: str, table: str) -> TableInfo | None:
         key = (schema, table)
