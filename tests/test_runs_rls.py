@@ -263,8 +263,10 @@ async def test_a_user_cannot_forge_a_run_or_its_log(estate, runner1):
         runner1.table("deployment_run_hosts").insert(
             {"run_id": run_id, "host_id": estate.hosts[0], "status": "succeeded", "team_id": team}),
     ]  # fmt: skip
+    attempts.append(runner1.table("deployments").update({"status": "success"}).eq("id", did))
     for attempt in attempts:
         await refused(attempt.execute(), "42501")
+    assert deployment_status(estate, did) == "pending"
     # The holder of another run's lease cannot write this one either (it is not claimed at all).
     msg = await refused(
         rpc(runner1, "update_run_host", p_run_id=run_id, p_host_id=estate.hosts[0],

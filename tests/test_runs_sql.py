@@ -253,6 +253,18 @@ def test_nobody_writes_runs_directly(db, users, teams):
         ):
             refused(db, sql, (run_id,))
         refused(db, "select * from private.deployment_run_log_state where run_id = %s", (run_id,))
+        # Nor the deployment's run state, which follows its runs (dev has update permission).
+        msg = refused(db, "update deployments set status = 'success' where id = %s", (did,))
+        assert "follow the deployment's runs; launch or cancel a run instead" in msg
+        refused(db, "update deployments set completed_at = now() where id = %s", (did,))
+        assert refused(
+            db,
+            "insert into deployments (name, team_id, status) values ('forged', %s, 'success')",
+            (teams["Platform"],),
+        ).startswith("permission denied: a new deployment starts pending or scheduled")
+        db.execute(
+            "update deployments set description = 'still editable' where id = %s", (did,)
+        )  # other columns: as before
         become(db, None)
         assert one(db, "select status from deployment_runs where id = %s", (run_id,)) == "queued"
 

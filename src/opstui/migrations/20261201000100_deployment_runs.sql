@@ -230,6 +230,37 @@ create trigger deployment_follows_run
   after insert or update of status, started_at, finished_at on public.deployment_runs
   for each row execute function private.deployment_follows_run();
 
+-- Clients no longer write the run state: it follows the runs. SECURITY INVOKER
+-- on purpose (current_user is then the API role; the trigger above runs as the
+-- owner and passes). Named to fire before enforce_execute_columns.
+create or replace function private.deployment_run_state_is_derived() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if current_user not in ('anon', 'authenticated') then
+    return new;
+  end if;
+  if tg_op = 'INSERT' then
+    if new.status not in ('pending', 'scheduled') or new.started_at is not null or new.completed_at is not null then
+      raise exception using
+        errcode = '42501',
+        message = 'permission denied: a new deployment starts pending or scheduled, with no start or end time; '
+                  'its status then follows its runs';
+    end if;
+  elsif (new.status, new.started_at, new.completed_at) is distinct from (old.status, old.started_at, old.completed_at) then
+    raise exception using
+      errcode = '42501',
+      message = 'permission denied: deployments.status, started_at and completed_at follow the deployment''s runs; '
+                'launch or cancel a run instead (launch_deployment, cancel_deployment_run)';
+  end if;
+  return new;
+end
+$$;
+drop trigger if exists deployment_run_state_is_derived on public.deployments;
+create trigger deployment_run_state_is_derived before insert or update on public.deployments
+  for each row execute function private.deployment_run_state_is_derived();
+
 -- ---------------------------------------------------------------------------
 -- Private helpers (called only from the definer functions below)
 -- ---------------------------------------------------------------------------
@@ -490,6 +521,7 @@ $$;
 
 revoke execute on function
   private.deployment_follows_run(), private.deployment_run_logs_append_only(),
+  private.deployment_run_state_is_derived(),
   private.one_line(text, integer), private.person_label(uuid),
   private.can_execute_deployments(uuid), private.deployment_run_spec(uuid),
   private.queue_run(public.deployments, text, jsonb, timestamptz, uuid, boolean),
