@@ -19,6 +19,7 @@ import httpx
 import pytest
 from supabase_auth.errors import AuthApiError
 
+from opstui.backend import sign_in_throttle
 from opstui.backend.sign_in_throttle import SignInThrottle
 from tests.auth_support import API_VERSION, gateway_settings
 from tests.conftest import demo_user
@@ -272,3 +273,19 @@ async def test_successful_sign_ins_are_never_throttled(backend, backend_info, si
         with pytest.raises(AuthApiError) as throttled:
             await client.auth.sign_in_with_password({"email": viewer["email"], "password": "no"})
         assert throttled.value.code == "over_request_rate_limit"
+
+
+def test_a_flood_of_made_up_emails_cannot_grow_the_throttle_without_bound(monkeypatch):
+    monkeypatch.setattr(sign_in_throttle, "MAX_KEYS", 50)
+    now = [0.0]
+    throttle = SignInThrottle(
+        per_email=3, per_address=10**9, window_seconds=60, clock=lambda: now[0]
+    )
+    for i in range(500):
+        assert throttle.begin(f"made-up-{i}@nowhere.test", "127.0.0.1") is not None
+        now[0] += 0.01
+    assert len(throttle._emails.failures) <= 50
+    # The newest emails are still counted.
+    for _ in range(2):
+        throttle.begin("made-up-499@nowhere.test", "127.0.0.1")
+    assert throttle.begin("made-up-499@nowhere.test", "127.0.0.1") is None

@@ -59,10 +59,13 @@ class _Window:
             times.remove(stamp)
 
     def _forget_oldest(self, now: float) -> None:
-        for stale in [k for k, t in self.failures.items() if t[-1] <= now - self.seconds]:
-            del self.failures[stale]
-        while len(self.failures) > MAX_KEYS:
-            del self.failures[next(iter(self.failures))]
+        # Keys are in order of their latest failure, so the stale ones lead.
+        while self.failures:
+            oldest = next(iter(self.failures))
+            times = self.failures[oldest]
+            if len(self.failures) <= MAX_KEYS and times and times[-1] > now - self.seconds:
+                break
+            del self.failures[oldest]
 
 
 @dataclass
