@@ -146,3 +146,20 @@ async def test_a_table_without_grants_is_refused_through_the_gateway(backend, si
         assert rows.data == [{"id": 1}]
     finally:
         _one(migrator, f"drop table public.{table}")  # noqa: S608
+
+
+def test_a_data_dir_from_before_the_supabase_roles_gets_a_clear_message(tmp_path, monkeypatch):
+    """Its superuser is postgres, which cannot be demoted: say what to do, not a traceback."""
+    from opstui.backend import postgres
+
+    old = postgres.PostgresCluster(tmp_path / "old")
+    monkeypatch.setattr(postgres, "SUPERUSER", "postgres")  # how earlier versions ran initdb
+    old.start()
+    old.stop()
+    monkeypatch.undo()
+    with pytest.raises(postgres.PostgresError) as refused:
+        postgres.PostgresCluster(tmp_path / "old").start()
+    message = str(refused.value)
+    assert "older opstui" in message and str(tmp_path / "old") in message
+    assert "\n" not in message
+    assert not (tmp_path / "old" / "pgdata" / "postmaster.pid").exists()  # stopped again
