@@ -11,6 +11,7 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from supabase_auth import AsyncMemoryStorage
 from supabase_auth.errors import AuthApiError
 
 from tests.auth_support import API_VERSION, gateway_settings
@@ -68,10 +69,10 @@ async def test_two_clients_sharing_a_session_refresh_at_once_and_both_stay_signe
 ):
     """GoTrue's reuse interval: the TUI and `opstui watch` share one stored session."""
     email = demo_user(backend_info, "admin")["email"]
-    tui = await sign_in(email)
-    stored = await tui.auth.get_session()
-    watch = await sign_in()
-    await watch.auth.set_session(stored.access_token, stored.refresh_token)
+    shared = AsyncMemoryStorage()  # two processes reading one session file, in miniature
+    tui = await sign_in(email, options={"storage": shared})
+    watch = await sign_in(options={"storage": shared})
+    assert (await watch.auth.get_session()).user.email == email
 
     for _round in range(2):
         # Both present the same refresh token at the same moment: one rotates it,
