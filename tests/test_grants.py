@@ -163,3 +163,33 @@ def test_a_data_dir_from_before_the_supabase_roles_gets_a_clear_message(tmp_path
     assert "older opstui" in message and str(tmp_path / "old") in message
     assert "\n" not in message
     assert not (tmp_path / "old" / "pgdata" / "postmaster.pid").exists()  # stopped again
+
+
+def test_with_supabase_function_defaults_anon_still_executes_no_app_function(cluster):
+    """Supabase's change covers tables and sequences; its default privileges may still grant
+    EXECUTE on new public functions to the API roles. Revoking only from PUBLIC would then
+    leave anon able to call a function: apply the migrations under those defaults."""
+    from opstui.backend import schema
+    from tests.sql_fixtures import fresh_database
+
+    with fresh_database(cluster, "fndefaults") as conninfo, psycopg.connect(conninfo) as conn:
+        conn.autocommit = True
+        schema.apply_bootstrap(conn)
+        migrator = schema.migrator_conninfo(conn)
+        _one(
+            migrator,
+            "alter default privileges for role postgres in schema public"
+            " grant execute on functions to anon, authenticated, service_role",
+        )
+        with psycopg.connect(migrator, autocommit=True) as c:
+            schema.apply_migrations(c)
+        callable_by_anon = _one(
+            conninfo,
+            """
+            select p.oid::regprocedure::text from pg_proc p
+              join pg_namespace n on n.oid = p.pronamespace
+             where n.nspname in ('public', 'private')
+               and has_function_privilege('anon', p.oid, 'execute')
+            """,
+        )
+    assert callable_by_anon == []
