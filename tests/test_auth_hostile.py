@@ -16,10 +16,12 @@ from collections import Counter
 
 import aiohttp
 import httpx
+import psycopg
 import pytest
 from supabase_auth.errors import AuthApiError
 
 from opstui.backend import sign_in_throttle
+from opstui.backend.gateway import pg_error
 from opstui.backend.sign_in_throttle import SignInThrottle
 from tests.auth_support import API_VERSION, gateway_settings
 from tests.conftest import demo_user
@@ -289,3 +291,15 @@ def test_a_flood_of_made_up_emails_cannot_grow_the_throttle_without_bound(monkey
     for _ in range(2):
         throttle.begin("made-up-499@nowhere.test", "127.0.0.1")
     assert throttle.begin("made-up-499@nowhere.test", "127.0.0.1") is None
+
+
+def test_errors_without_a_sqlstate_are_400_unless_the_database_is_gone(backend_info, tmp_path):
+    # supabase-py retries a 503 as "retryable": only a lost database may get one.
+    with psycopg.connect(backend_info.db_url) as conn, pytest.raises(psycopg.Error) as nul:
+        conn.execute("select %s::text", ("a\x00b",))
+    assert nul.value.sqlstate is None
+    assert pg_error(nul.value, "authenticated").status == 400
+    with pytest.raises(psycopg.OperationalError) as gone:
+        psycopg.connect(f"host={tmp_path} dbname=nothing connect_timeout=2")
+    assert gone.value.sqlstate is None
+    assert pg_error(gone.value, "anon").status == 503
