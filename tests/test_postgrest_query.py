@@ -140,7 +140,8 @@ def test_select_items():
 
 
 @pytest.mark.parametrize(
-    "value", ["...teams(name)", "count()", "id::te;xt", "a,,b", "teams!a!b(name)", "t(x"]
+    "value",
+    ["...name", "x:...teams(name)", "count()", "id::te;xt", "a,,b", "teams!a!b(name)", "t(x"],
 )
 def test_select_refuses_spreads_aggregates_and_junk(value):
     with pytest.raises(QueryError):
@@ -500,6 +501,35 @@ def test_ambiguous_and_unknown_relationships():
 def test_filters_on_embeds_not_in_select_are_pgrst108():
     with pytest.raises(QueryError) as exc:
         pq.read_sql(DEPLOYS, pq.parse_query([("repositories.name", "eq.x")]), catalog=CATALOG)
+    assert exc.value.code == "PGRST108"
+
+
+def test_spread_and_related_order_use_the_one_related_row():
+    q = pq.parse_query(
+        [
+            ("select", "name,...repositories(repo:name,team_id)"),
+            ("order", "repositories(name).desc.nullslast,name"),
+            ("repositories.name", "neq.x"),
+        ]
+    )
+    query, params = pq.read_sql(DEPLOYS, q, catalog=CATALOG)
+    text = sql_of(query)
+    assert text.count('from "public"."repositories" as') == 3
+    assert ' as "repo", (select "pgrst_' in text and ' as "team_id" from' in text
+    assert "nulls last" in text and params == ["x", "x", "x"]
+    for bad in ("...deployments(name)",):  # to-many: no spread
+        with pytest.raises(QueryError) as exc:
+            pq.read_sql(REPOS, pq.parse_query([("select", bad)]), catalog=CATALOG)
+        assert exc.value.code == "PGRST119"
+    with pytest.raises(QueryError) as exc:
+        pq.read_sql(
+            REPOS,
+            pq.parse_query([("select", "name,deployments(name)"), ("order", "deployments(name)")]),
+            catalog=CATALOG,
+        )
+    assert exc.value.code == "PGRST118"
+    with pytest.raises(QueryError) as exc:
+        pq.read_sql(DEPLOYS, pq.parse_query([("order", "repositories(name)")]), catalog=CATALOG)
     assert exc.value.code == "PGRST108"
 
 

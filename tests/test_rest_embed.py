@@ -251,3 +251,23 @@ async def test_many_to_many_through_a_junction_table(admin, backend_info):
     with pytest.raises(APIError) as caught:  # not a junction: its key is its own id
         await admin.table("teams").select("profiles!permission_matrix(email)").execute()
     assert caught.value.code == "PGRST200"
+
+
+async def test_spread_and_order_by_a_related_column(rows, viewer):
+    result = (
+        await viewer.table("deployments")
+        .select("name,...repositories(repo:name)")
+        .like("name", f"{PREFIX}-*")
+        .order("repositories(name)", desc=True, nullsfirst=True)
+        .order("name")
+        .execute()
+    )
+    # dep-b's repository is Globex's: invisible, so null (and first, as asked)
+    assert [(r["name"][-5:], r["repo"]) for r in result.data] == [
+        ("dep-b", None),
+        ("dep-a", f"{PREFIX}-repo-mine"),
+        ("dep-d", f"{PREFIX}-repo-mine"),
+    ]
+    with pytest.raises(APIError) as caught:  # a spread needs a to-one relationship
+        await viewer.table("repositories").select("name,...deployments(name)").execute()
+    assert caught.value.code == "PGRST119"

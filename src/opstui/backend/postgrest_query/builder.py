@@ -127,28 +127,16 @@ class Builder:
     def select_list(self) -> sql.Composable:
         out = []
         for item in self.select:
-            if isinstance(item, Embed):
-                if item.select:  # `name()` only filters: no column in the output
-                    out.append(
-                        sql.SQL("{} as {}").format(
-                            self._embed_value(item), sql.Identifier(item.key)
-                        )
-                    )
+            if isinstance(item, Embed) and item.spread:
+                out += self._spread(item)
                 continue
-            if item.field is None:
+            if isinstance(item, Embed) and not item.select:
+                continue  # `name()` only filters: no column in the output
+            if isinstance(item, SelectItem) and item.field is None:
                 out.append(sql.SQL("*"))
                 continue
-            expr, _, _ = self.field(item.field)
-            if item.cast:
-                expr = sql.SQL("({})::{}").format(expr, sql.SQL(CASTS[item.cast]))
-            name = item.alias or item.field.default_name
-            if "%" in name:
-                raise QueryError(
-                    "failed to parse select parameter",
-                    details=f"output name {name!r} contains '%'",
-                    hint="Give the column an alias: alias:col->>key",
-                )
-            out.append(sql.SQL("{} as {}").format(expr, sql.Identifier(name)))
+            value, name = self._single_value(item)
+            out.append(sql.SQL("{} as {}").format(value, name))
         return sql.SQL(", ").join(out)
 
     # embedded resources
@@ -194,6 +182,56 @@ class Builder:
         return sql.SQL("(select coalesce(json_agg({}), '[]'::json) from ({}) as {})").format(
             row, rows, row
         )
+
+    def _to_one(self, embed: Embed, what: str) -> tuple[Relationship, Builder, sql.Composable]:
+        """A to-one embed's builder and `from <target> as <alias> where <join and filters>`."""
+        rel = resolve(self.catalog, self.table, embed)
+        if not rel.to_one:
+            raise QueryError(
+                f"A {what} on '{embed.name}' is not possible",
+                code="PGRST118" if what == "related order" else "PGRST119",
+                details=f"'{self.table.name}' and '{embed.name}' do not form a many-to-one relationship",
+            )
+        child = self._child(rel, embed)
+        rows = sql.SQL(" from {} as {}").format(rel.target.ident, sql.Identifier(child.qualifier))
+        return rel, child, rows
+
+    def _spread(self, embed: Embed) -> list[sql.Composable]:
+        """`...repositories(name)`: each column a scalar subquery on the one related row."""
+        out: list[sql.Composable] = []
+        items: list[SelectItem | Embed] = []
+        for item in embed.select:
+            if isinstance(item, SelectItem) and item.field is None:
+                target = resolve(self.catalog, self.table, embed).target
+                items += [SelectItem(Field(c)) for c in target.columns]
+            elif isinstance(item, Embed) and item.spread:
+                raise QueryError(
+                    "failed to parse select parameter", details="a spread inside a spread"
+                )
+            else:
+                items.append(item)
+        for item in items:
+            rel, child, rows = self._to_one(embed, "spread operation")
+            value, name = child._single_value(item)
+            where = child.where(self._options(child).where, join=self._join(rel, child))
+            out.append(sql.SQL("(select {}{}{}) as {}").format(value, rows, where, name))
+        return out
+
+    def _single_value(self, item: SelectItem | Embed) -> tuple[sql.Composable, sql.Identifier]:
+        if isinstance(item, Embed):
+            return self._embed_value(item), sql.Identifier(item.key)
+        assert item.field is not None
+        expr, _, _ = self.field(item.field)
+        if item.cast:
+            expr = sql.SQL("({})::{}").format(expr, sql.SQL(CASTS[item.cast]))
+        name = item.alias or item.field.default_name
+        if "%" in name:
+            raise QueryError(
+                "failed to parse select parameter",
+                details=f"output name {name!r} contains '%'",
+                hint="Give the column an alias: alias:col->>key",
+            )
+        return expr, sql.Identifier(name)
 
     def _exists(self, embed: Embed) -> sql.Composable:
         """`exists(…)`: the parent has at least one visible embedded row passing its filters."""
@@ -277,7 +315,10 @@ class Builder:
             return sql.SQL("")
         parts = []
         for t in terms:
-            expr, _, _ = self.field(t.field)
+            if t.embed is not None:
+                expr = self._related_order(t)
+            else:
+                expr, _, _ = self.field(t.field)
             s = sql.SQL("{} {}").format(expr, sql.SQL("desc" if t.desc else "asc"))
             if t.nulls:
                 s = sql.SQL("{} nulls {}").format(
@@ -285,6 +326,20 @@ class Builder:
                 )
             parts.append(s)
         return sql.SQL(" order by ") + sql.SQL(", ").join(parts)
+
+    def _related_order(self, term: OrderTerm) -> sql.Composable:
+        """`order=repositories(name)`: the column of the one related row (embed filters apply)."""
+        embed = self._embeds.get(term.embed or "")
+        if embed is None:
+            raise QueryError(
+                f"'{term.embed}' is not an embedded resource in this request",
+                code="PGRST108",
+                hint=f"Verify that '{term.embed}' is included in the 'select' query parameter.",
+            )
+        rel, child, rows = self._to_one(embed, "related order")
+        expr, _, _ = child.field(term.field)
+        where = child.where(self._options(child).where, join=self._join(rel, child))
+        return sql.SQL("(select {}{}{})").format(expr, rows, where)
 
     def limit_offset(self, limit: int | None, offset: int | None) -> sql.Composable:
         out = sql.SQL("")

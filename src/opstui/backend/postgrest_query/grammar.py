@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opstui.backend.postgrest_query.model import QueryError
@@ -69,6 +69,7 @@ class Embed:
     alias: str | None = None
     hint: str | None = None  # foreign-key constraint name or column, to pick one relationship
     inner: bool = False
+    spread: bool = False  # `...name(cols)`: the columns join the parent's (to-one only)
 
     @property
     def key(self) -> str:
@@ -80,6 +81,7 @@ class OrderTerm:
     field: Field
     desc: bool = False
     nulls: str | None = None  # "first" | "last"
+    embed: str | None = None  # `order=repositories(name)`: a to-one embed's column
 
 
 @dataclass
@@ -283,15 +285,19 @@ def parse_select(text: str, *, depth: int = 0) -> list[SelectItem | Embed]:
 def _select_item(item: str, what: str, depth: int) -> SelectItem | Embed:
     if not item:
         raise QueryError(f"failed to parse {what}", details="empty select item")
-    if item.startswith("..."):
-        raise QueryError(
-            f"failed to parse {what}",
-            details="spread embeds (`...table(cols)`) are not supported by this gateway",
-            hint="Embed the table as `table(cols)` instead.",
-        )
+    spread = item.startswith("...")
+    if spread:
+        item = item[3:]
     paren = _first_unquoted(item, "(")
     if paren is not None:
-        return _embed(item, paren, what, depth)
+        embed = _embed(item, paren, what, depth)
+        if spread:
+            if embed.alias:
+                raise QueryError(f"failed to parse {what}", details="a spread takes no alias")
+            embed = replace(embed, spread=True)
+        return embed
+    if spread:
+        raise QueryError(f"failed to parse {what}", details="`...` spreads an embedded resource")
     cast = None
     if "::" in item:
         item, cast = item.rsplit("::", 1)
@@ -504,12 +510,12 @@ def parse_order(text: str) -> list[OrderTerm]:
             field_text, rest = item[: end + 1], item[end + 1 :].lstrip(".")
         else:
             field_text, _, rest = item.partition(".")
-        if "(" in field_text:
-            raise QueryError(
-                f"failed to parse {what}",
-                details="ordering by an embedded resource's column is not supported by this gateway",
-                hint="Order the embedded rows with <embed>.order=col instead.",
-            )
+        embed = None
+        m = re.fullmatch(r"([^()]+)\(([^()]+)\)", field_text)
+        if m:  # `repositories(name)`: order by a to-one embed's column
+            embed, field_text = _name(m.group(1), what), m.group(2)
+        elif "(" in field_text or ")" in field_text:
+            raise QueryError(f"failed to parse {what}", details=f"bad order term {item!r}")
         fld = parse_field(field_text, what)
         desc, nulls = False, None
         mods = rest.split(".") if rest else []
@@ -524,7 +530,7 @@ def parse_order(text: str) -> list[OrderTerm]:
                 raise QueryError(
                     f"failed to parse {what}", details=f"unknown order modifier {mod!r}"
                 )
-        terms.append(OrderTerm(fld, desc, nulls))
+        terms.append(OrderTerm(fld, desc, nulls, embed))
     return terms
 
 
