@@ -29,6 +29,10 @@ def add_commands(commands: Any) -> None:
         "--poll", type=float, default=5.0, metavar="SECONDS",
         help="fallback poll when Realtime is quiet (default 5)",
     )  # fmt: skip
+    runner.add_argument(
+        "--drain", type=float, default=10.0, metavar="SECONDS",
+        help="on SIGTERM, let held runs finish this long, then cancel them (default 10)",
+    )  # fmt: skip
     runner.set_defaults(handler=handler)
 
 

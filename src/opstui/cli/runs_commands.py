@@ -241,7 +241,7 @@ async def runner(args: argparse.Namespace) -> int:
     runs_log.setLevel(logging.INFO)
     runs_log.propagate = False
     settings = RunnerSettings(concurrency=args.concurrency, lease_seconds=args.lease,
-                              poll_interval=args.poll)  # fmt: skip
+                              poll_interval=args.poll, drain_seconds=args.drain)  # fmt: skip
     if args.runner_name:
         settings.name = args.runner_name
     ssh = SshSettings(accept_new=args.accept_new, password_source=rpc_password_source(client))

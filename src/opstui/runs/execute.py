@@ -543,7 +543,8 @@ class RunExecution:
 
     async def _stop(self, conn, target, process, directory: str, index: int) -> None:
         """Signal the remote process (group), give it STOP_GRACE, then close the channel."""
-        if process.is_closing():
+        # (not is_closing(): that is already true once stdin's EOF was sent)
+        if process.exit_status is not None or process.exit_signal is not None:
             return
         with contextlib.suppress(Exception):
             process.send_signal("TERM")

@@ -247,15 +247,20 @@ class Runner:
                     self._problem(f"schedules: {exc}")
             await asyncio.sleep(max(0.05, min(next_expire, next_schedule) - loop.time()))
 
-    async def fire_schedules(self, now: datetime | None = None) -> list[str]:
-        """Queue the run of every schedule that is due; returns the ids queued by this runner."""
+    async def fire_schedules(
+        self, now: datetime | None = None, *, only: list[str] | None = None
+    ) -> list[str]:
+        """Queue the run of every schedule that is due (of `only` these deployments, if
+        given); returns the ids this runner queued."""
         now = now or datetime.now(UTC)
-        rows = await api._select(
+        query = (
             self.client.table("deployments")
             .select("id,name,team_id,schedule_type,scheduled_time,cron_expression,repeat_count,created_at")
-            .in_("schedule_type", ["later", "cron"]),
-            "read scheduled deployments",
+            .in_("schedule_type", ["later", "cron"])
         )  # fmt: skip
+        if only is not None:
+            query = query.in_("id", only)
+        rows = await api._select(query, "read scheduled deployments")
         queued = []
         for row in rows:
             deployment_id = str(row["id"])
