@@ -68,6 +68,13 @@ def test_api_roles_have_supabase_attributes_and_timeouts(admin):
     assert settings["authenticator"] == ["lock_timeout=8s", "statement_timeout=8s"]
 
 
+def test_the_gateways_connections_carry_the_authenticator_timeouts(backend):
+    """The gateway logs in as authenticator, so every API request runs under 8 s limits."""
+    with psycopg.connect(backend._cluster.conninfo(user="authenticator")) as conn:
+        assert conn.execute("show statement_timeout").fetchone() == ("8s",)
+        assert conn.execute("show lock_timeout").fetchone() == ("8s",)
+
+
 def test_no_default_privileges_exist_for_the_api_roles(admin):
     rows = _one(
         admin,
