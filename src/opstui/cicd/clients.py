@@ -71,10 +71,16 @@ def base_url(url: str, port: int | None) -> str:
 
 
 def _first(config: dict[str, Any], *names: str) -> Any:
+    """The first of `names` set in config: top level first, then nested (`auth.token`)."""
     for name in names:
         value = config.get(name)
         if value not in (None, ""):
             return value
+    for value in config.values():
+        if isinstance(value, dict):
+            found = _first(value, *names)
+            if found is not None:
+                return found
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import socket
 import time
 from typing import Any
 
@@ -199,16 +200,27 @@ class ProviderHTTP:
         return response
 
 
-def _transport_reason(exc: Exception) -> str:
+def _transport_reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 8:  # httpx wraps the OS error; find it
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not found"
+        if isinstance(cause, (ConnectionResetError, BrokenPipeError)):
+            return "the connection was dropped"
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if "refused" in text.lower():
-        return "connection refused"
     if (
-        "reset" in text.lower()
+        isinstance(exc, httpx.RemoteProtocolError)
         or "disconnect" in text.lower()
-        or isinstance(exc, httpx.RemoteProtocolError)
+        or "reset" in text.lower()
     ):
         return "the connection was dropped"
+    if "refused" in text.lower() or "all connection attempts failed" in text.lower():
+        return "connection refused"
     return text[:120] or type(exc).__name__
 
 

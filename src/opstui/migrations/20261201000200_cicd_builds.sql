@@ -528,7 +528,7 @@ begin
   return query
   update public.cicd_builds b set
     runner_id = (select auth.uid()), runner_name = left(p_runner_name, 200),
-    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 5)),
+    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 2)),
     heartbeat_at = now()
   where b.id = (
     select q.id from public.cicd_builds q
@@ -542,9 +542,10 @@ begin
 end
 $$;
 
--- The runner holding a deployment run starts one of its mapped jobs as a build it holds.
+-- The runner holding a deployment run starts one of its mapped jobs as a build it holds,
+-- with the parameters of the run's snapshot (p_parameters; null: the mapping's current ones).
 create or replace function public.start_run_cicd_build(p_run_id uuid, p_mapping_id uuid,
-  p_runner_name text, p_lease_seconds int default 30)
+  p_runner_name text, p_lease_seconds int default 30, p_parameters jsonb default null)
 returns setof public.cicd_builds
 language plpgsql security definer
 set search_path = ''
@@ -571,10 +572,11 @@ begin
   if v_job.id is null or v_job.team_id is distinct from v_team then
     raise exception using errcode = 'P0001', message = 'the mapped CI/CD job is missing or belongs to another team';
   end if;
-  v_build := private.insert_build(v_job, coalesce(v_mapping.parameters, '{}'::jsonb), p_run_id, p_mapping_id);
+  v_build := private.insert_build(v_job, coalesce(p_parameters, v_mapping.parameters, '{}'::jsonb),
+    p_run_id, p_mapping_id);
   return query
   update public.cicd_builds b set runner_id = (select auth.uid()), runner_name = left(p_runner_name, 200),
-    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 5)), heartbeat_at = now()
+    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 2)), heartbeat_at = now()
   where b.id = v_build.id
   returning b.*;
 end
@@ -600,7 +602,7 @@ declare
 begin
   v := private.held_build(p_build_id);
   update public.cicd_builds b set
-    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 5)), heartbeat_at = now()
+    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 2)), heartbeat_at = now()
   where b.id = p_build_id;
   return jsonb_build_object('cancel_requested', v.cancel_requested_at is not null);
 end
@@ -745,7 +747,7 @@ begin
   return query
   update public.cicd_provider_tasks t set status = 'running',
     runner_id = (select auth.uid()), runner_name = left(p_runner_name, 200),
-    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 5))
+    lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 2))
   where t.id = (
     select q.id from public.cicd_provider_tasks q
     where q.status = 'queued' and q.team_id in (select private.runner_team_ids())
@@ -887,7 +889,7 @@ begin
     'public.cancel_cicd_build(uuid)',
     'public.request_cicd_provider_task(uuid, text)',
     'public.claim_cicd_build(text, int)',
-    'public.start_run_cicd_build(uuid, uuid, text, int)',
+    'public.start_run_cicd_build(uuid, uuid, text, int, jsonb)',
     'public.get_cicd_build_secret_parameters(uuid)',
     'public.heartbeat_cicd_build(uuid, int)',
     'public.update_cicd_build(uuid, jsonb)',

@@ -69,15 +69,23 @@ def _secret_values(*docs: Any) -> list[str]:
 
 
 class BuildExecution:
-    def __init__(self, client: Any, build: dict, *, settings: BuildSettings | None = None,
-                 client_factory: Callable[..., Any] = client_for) -> None:
+    def __init__(
+        self,
+        client: Any,
+        build: dict,
+        *,
+        settings: BuildSettings | None = None,
+        client_factory: Callable[..., Any] = client_for,
+    ) -> None:
         self.client = client
         self.build = build
         self.build_id = str(build["id"])
         self.settings = settings or BuildSettings()
         self._client_factory = client_factory
-        self.sink = LogSink(lambda chunks: api.append_log(client, self.build_id, self._scrub_chunks(chunks)),
-                            **self.settings.sink_options)
+        self.sink = LogSink(
+            lambda chunks: api.append_log(client, self.build_id, self._scrub_chunks(chunks)),
+            **self.settings.sink_options,
+        )
         self.cancel_requested = asyncio.Event()
         self.lease_lost: str | None = None
         self.status: str | None = None
@@ -119,21 +127,29 @@ class BuildExecution:
 
     async def execute(self) -> str:
         self.sink.start()
-        beat = asyncio.create_task(self._heartbeat_forever(), name=f"build-heartbeat:{self.build_id}")
+        beat = asyncio.create_task(
+            self._heartbeat_forever(), name=f"build-heartbeat:{self.build_id}"
+        )
         status, error = "failed", None
         provider_client = None
         try:
             provider_client = await self._connect()
             status, error = await self._follow(provider_client)
         except ProviderError as exc:
-            status, error = ("cancelled" if exc.kind == "cancelled" else "failed"), self.scrub(str(exc))
+            status, error = (
+                ("cancelled" if exc.kind == "cancelled" else "failed"),
+                self.scrub(str(exc)),
+            )
         except api.BuildsError as exc:
             if exc.code == "42501":
                 self.lease_lost = str(exc)
             status, error = "failed", self.scrub(str(exc))
         except Exception as exc:  # noqa: BLE001 - the build fails with one line, the runner lives on
             log.exception("build %s failed", self.build_id)
-            status, error = "failed", self.scrub(f"runner error: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+            status, error = (
+                "failed",
+                self.scrub(f"runner error: {str(exc).splitlines()[0] if str(exc) else exc!r}"),
+            )
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,7 +177,11 @@ class BuildExecution:
     async def _connect(self) -> Any:
         provider = await api.provider(self.client, str(self.build["provider_id"]))
         secrets = await api.provider_secrets(self.client, str(self.build["provider_id"]))
-        hidden = await api.secret_parameters(self.client, self.build_id) if self.build.get("secret_parameters") else {}
+        hidden = (
+            await api.secret_parameters(self.client, self.build_id)
+            if self.build.get("secret_parameters")
+            else {}
+        )
         self._secrets = _secret_values(secrets, hidden)
         self._hidden_parameters = hidden
         self._provider = provider
@@ -184,7 +204,9 @@ class BuildExecution:
         return await self._poll(provider_client, kind)
 
     async def _resolve(self, provider_client: Any) -> None:
-        resolving = asyncio.create_task(provider_client.resolve(self.ref, self.settings.queue_timeout))
+        resolving = asyncio.create_task(
+            provider_client.resolve(self.ref, self.settings.queue_timeout)
+        )
         cancel = asyncio.create_task(self.cancel_requested.wait())
         try:
             done, _ = await asyncio.wait({resolving, cancel}, return_when=asyncio.FIRST_COMPLETED)
@@ -210,7 +232,9 @@ class BuildExecution:
                 return "failed", self.lease_lost
             if self.cancel_requested.is_set() and cancel_sent_at is None:
                 cancel_sent_at = time.monotonic()
-                self.sink.system(f"cancel requested: asking {kind} to stop build #{self.ref.number}")
+                self.sink.system(
+                    f"cancel requested: asking {kind} to stop build #{self.ref.number}"
+                )
                 await provider_client.cancel(self.ref)
             state = await provider_client.state(self.ref)
             text, more = await provider_client.read_log(self.ref)
@@ -229,10 +253,20 @@ class BuildExecution:
                     return "succeeded", None
                 if state.status == "cancelled":
                     return "cancelled", f"the build was cancelled on {kind}" + (
-                        "" if cancel_sent_at else " (not by opstui)")
-                return "failed", f"{kind} build #{self.ref.number} finished {state.detail or 'failed'}"
-            if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > self.settings.cancel_timeout:
-                return "cancelled", f"asked {kind} to cancel; it had not stopped after {self.settings.cancel_timeout:.0f} s"
+                        "" if cancel_sent_at else " (not by opstui)"
+                    )
+                return (
+                    "failed",
+                    f"{kind} build #{self.ref.number} finished {state.detail or 'failed'}",
+                )
+            if (
+                cancel_sent_at is not None
+                and time.monotonic() - cancel_sent_at > self.settings.cancel_timeout
+            ):
+                return (
+                    "cancelled",
+                    f"asked {kind} to cancel; it had not stopped after {self.settings.cancel_timeout:.0f} s",
+                )
             await asyncio.sleep(interval)
             interval = min(steady, interval * 1.5)
 
@@ -240,9 +274,15 @@ class BuildExecution:
 # -- a deployment run's CI/CD steps ------------------------------------------------------------
 
 
-async def run_cicd_steps(client: Any, run: dict, sink: LogSink, *, runner_name: str,
-                         cancel_requested: asyncio.Event, settings: BuildSettings | None = None,
-                         ) -> tuple[str, str | None]:
+async def run_cicd_steps(
+    client: Any,
+    run: dict,
+    sink: LogSink,
+    *,
+    runner_name: str,
+    cancel_requested: asyncio.Event,
+    settings: BuildSettings | None = None,
+) -> tuple[str, str | None]:
     """Run the run's mapped jobs in order; ('succeeded', None) or the first failure."""
     steps = list((run.get("spec") or {}).get("cicd_steps") or [])
     settings = settings or BuildSettings()
@@ -253,8 +293,14 @@ async def run_cicd_steps(client: Any, run: dict, sink: LogSink, *, runner_name: 
         name = step.get("job_name") or step.get("job_id")
         sink.system(f"CI/CD step {index} of {len(steps)}: {name}")
         try:
-            build = await api.start_run_build(client, run_id, str(step["mapping_id"]), runner_name,
-                                              settings.lease_seconds, step.get("parameters"))
+            build = await api.start_run_build(
+                client,
+                run_id,
+                str(step["mapping_id"]),
+                runner_name,
+                settings.lease_seconds,
+                step.get("parameters"),
+            )
         except api.BuildsError as exc:
             return "failed", f"CI/CD step {name}: {exc}"
         execution = BuildExecution(client, build, settings=settings)
@@ -265,7 +311,11 @@ async def run_cicd_steps(client: Any, run: dict, sink: LogSink, *, runner_name: 
             relay.cancel()
         number = execution.ref.number
         link = f" {execution.ref.url}" if execution.ref.url else ""
-        sink.system(f"CI/CD step {name}: build {('#' + number) if number else ''} {status}{link}".replace("  ", " "))
+        sink.system(
+            f"CI/CD step {name}: build {('#' + number) if number else ''} {status}{link}".replace(
+                "  ", " "
+            )
+        )
         if status == "cancelled" and cancel_requested.is_set():
             return "cancelled", None
         if status != "succeeded":
@@ -283,8 +333,13 @@ async def _relay_cancel(event: asyncio.Event, execution: BuildExecution) -> None
 # -- provider tasks: test connection, refresh jobs ---------------------------------------------
 
 
-async def run_provider_task(client: Any, task: dict, *, timeout: float = 15.0,
-                            client_factory: Callable[..., Any] = client_for) -> str:
+async def run_provider_task(
+    client: Any,
+    task: dict,
+    *,
+    timeout: float = 15.0,
+    client_factory: Callable[..., Any] = client_for,
+) -> str:
     task_id = str(task["id"])
     secrets: dict = {}
     provider_client = None
@@ -297,14 +352,19 @@ async def run_provider_task(client: Any, task: dict, *, timeout: float = 15.0,
         else:
             jobs = await provider_client.list_jobs()
             summary = await api.sync_jobs(client, task_id, [j.row() for j in jobs])
-            result = (f"ok: {len(jobs)} jobs; {summary.get('added', 0)} added, {summary.get('updated', 0)} updated, "
-                      f"{summary.get('vanished', 0)} vanished")
+            result = (
+                f"ok: {len(jobs)} jobs; {summary.get('added', 0)} added, {summary.get('updated', 0)} updated, "
+                f"{summary.get('vanished', 0)} vanished"
+            )
         status = "succeeded"
     except (ProviderError, api.BuildsError) as exc:
         status, result = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - one line, the runner lives on
         log.exception("provider task %s failed", task_id)
-        status, result = "failed", f"runner error: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        status, result = (
+            "failed",
+            f"runner error: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+        )
     finally:
         if provider_client is not None:
             with contextlib.suppress(Exception):
@@ -321,9 +381,16 @@ async def run_provider_task(client: Any, task: dict, *, timeout: float = 15.0,
 class BuildWorker:
     """Claims standalone builds and provider tasks, like the Runner claims runs."""
 
-    def __init__(self, client: Any, *, name: str | None = None, concurrency: int = 8,
-                 poll_interval: float = 5.0, expire_interval: float = 10.0,
-                 settings: BuildSettings | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        name: str | None = None,
+        concurrency: int = 8,
+        poll_interval: float = 5.0,
+        expire_interval: float = 10.0,
+        settings: BuildSettings | None = None,
+    ) -> None:
         self.client = client
         self.name = name or socket.gethostname()
         self.concurrency = concurrency
@@ -358,7 +425,9 @@ class BuildWorker:
                 await self._claim_while_free()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(self.poll_interval, self.expire_interval))
+                    await asyncio.wait_for(
+                        self._wake.wait(), min(self.poll_interval, self.expire_interval)
+                    )
         finally:
             for execution in self.held.values():
                 execution.request_cancel()
@@ -375,7 +444,10 @@ class BuildWorker:
                 task = None
             if task is None:
                 break
-            self._spawn("task:" + str(task["id"]), run_provider_task(self.client, task, timeout=self.settings.http_timeout))
+            self._spawn(
+                "task:" + str(task["id"]),
+                run_provider_task(self.client, task, timeout=self.settings.http_timeout),
+            )
         while not self._stop.is_set() and len(self.held) < self.concurrency:
             try:
                 build = await api.claim(self.client, self.name, self.settings.lease_seconds)
@@ -410,13 +482,21 @@ class BuildWorker:
     async def _subscribe(self) -> None:
         try:
             channel = self.client.channel(f"opstui-builds:{self.name}:{uuid.uuid4().hex[:8]}")
-            channel.on_postgres_changes("*", schema="public", table="cicd_builds", callback=self._on_change)
-            channel.on_postgres_changes("INSERT", schema="public", table="cicd_provider_tasks",
-                                        callback=lambda _payload: self._wake.set())
+            channel.on_postgres_changes(
+                "*", schema="public", table="cicd_builds", callback=self._on_change
+            )
+            channel.on_postgres_changes(
+                "INSERT",
+                schema="public",
+                table="cicd_provider_tasks",
+                callback=lambda _payload: self._wake.set(),
+            )
             await channel.subscribe()
             self._channel = channel
         except Exception as exc:  # noqa: BLE001 - polling still works
-            self._problem(f"realtime unavailable for builds, polling every {self.poll_interval:g}s: {exc}")
+            self._problem(
+                f"realtime unavailable for builds, polling every {self.poll_interval:g}s: {exc}"
+            )
 
     async def _unsubscribe(self) -> None:
         channel, self._channel = self._channel, None
