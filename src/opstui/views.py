@@ -62,17 +62,32 @@ def human_span(seconds: float) -> str:
     return f"{days}d{hours}h" if days < 10 else f"{days}d"
 
 
+def cell_value(row: dict[str, Any], key: str) -> Any:
+    """`row[key]`; a dotted key reads into JSON columns (`spec.deployment_name`)."""
+    if "." not in key:
+        return row.get(key)
+    value: Any = row
+    for part in key.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def format_cell(column: Column, row: dict[str, Any], now: datetime) -> str:
-    value = row.get(column.key)
+    value = cell_value(row, column.key)
     if column.kind == "time":
         moment = parse_time(value)
         return human_span((now - moment).total_seconds()) if moment else ""
     if column.kind == "duration":
+        # The column's key is the end time (completed_at, finished_at); running: until now.
         started = parse_time(row.get("started_at"))
         if started is None:
             return ""
-        ended = parse_time(row.get("completed_at")) or now
+        ended = parse_time(value) or now
         return human_span((ended - started).total_seconds())
+    if column.kind == "progress":
+        return f"{value or 0}/{row.get(column.of or '') or 0}"
     if column.kind == "bool":
         if column.key == "is_windows":
             return "windows" if value else "linux"
@@ -86,7 +101,7 @@ def format_cell(column: Column, row: dict[str, Any], now: datetime) -> str:
 
 def is_ticking(column: Column, row: dict[str, Any]) -> bool:
     """Cells whose text changes with the clock alone (running durations)."""
-    return column.kind == "duration" and bool(row.get("started_at")) and not row.get("completed_at")
+    return column.kind == "duration" and bool(row.get("started_at")) and not row.get(column.key)
 
 
 # -- filters ----------------------------------------------------------------------------------
@@ -340,10 +355,18 @@ class TableView:
     def _haystack(self, key: str) -> str:
         hay = self._haystacks.get(key)
         if hay is None:
-            values = map(self.rows[key].get, self._search_keys)
+            row = self.rows[key]
+            if self._dotted_search:
+                values = (cell_value(row, name) for name in self._search_keys)
+            else:
+                values = map(row.get, self._search_keys)
             hay = " ".join([str(v) for v in values if v is not None]).lower().replace("\n", " ")
             self._haystacks[key] = hay
         return hay
+
+    @cached_property
+    def _dotted_search(self) -> bool:
+        return any("." in key for key in self._search_keys)
 
     @cached_property
     def _search_keys(self) -> list[str]:
@@ -358,7 +381,7 @@ class TableView:
         """
         cached = self._sort_keys.get(key)
         if cached is None:
-            value = self.rows[key].get(self.sort_column) if self.sort_column else ""
+            value = cell_value(self.rows[key], self.sort_column) if self.sort_column else ""
             pinned = key in self.pinned
             missing = value is None
             if self.sort_reverse:

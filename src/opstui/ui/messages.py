@@ -42,3 +42,12 @@ class WriteFailed(Message):
     def __init__(self, reason: str) -> None:
         super().__init__()
         self.reason = reason
+
+
+class RunLaunched(Message):
+    """A deployment run was queued (a launch or a retry); `run_id` is the new run."""
+
+    def __init__(self, run_id: str, label: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.label = label

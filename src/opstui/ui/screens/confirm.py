@@ -15,10 +15,19 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
     ]
 
-    def __init__(self, question: str, detail: str = "") -> None:
+    def __init__(
+        self,
+        question: str,
+        detail: str = "",
+        *,
+        yes_label: str = "Delete (y)",
+        no_label: str = "Keep (n)",
+    ) -> None:
         super().__init__()
         self.question = question
         self.detail = detail
+        self.yes_label = yes_label
+        self.no_label = no_label
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -26,8 +35,8 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.detail:
                 yield Label(self.detail, id="detail")
             with Horizontal(id="buttons"):
-                yield Button("Delete (y)", variant="error", id="yes")
-                yield Button("Keep (n)", variant="primary", id="no")
+                yield Button(self.yes_label, variant="error", id="yes")
+                yield Button(self.no_label, variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -44,6 +44,18 @@ def related_rows(
         ]
         if provider:
             sections.append(("CI/CD provider", provider, ("name", "type", "url")))
+        runs = sorted(
+            (r for r in store.rows("deployment_runs") if r.get("deployment_id") == row["id"]),
+            key=lambda r: r.get("number") or 0,
+            reverse=True,
+        )
+        sections.append(
+            (
+                "Runs, newest first (l opens the latest)",
+                runs[:15],
+                ("number", "status", "trigger", "started_at", "finished_at", "error"),
+            )
+        )
     elif spec.table == "hosts":
         deployments = [
             d for d in store.rows("deployments") if row["id"] in (d.get("host_ids") or [])
@@ -124,6 +136,7 @@ class DetailScreen(OpsScreen):
         # Hosts only (see check_action): SFTP through the host's SSH panel.
         Binding("u", "transfer('upload')", "Upload", id="detail.upload"),
         Binding("d", "transfer('download')", "Download", id="detail.download"),
+        Binding("l", "latest_run", "Latest run", id="detail.latest_run"),
         Binding("u", "denied_transfer", show=False),
         Binding("d", "denied_transfer", show=False),
     ]
@@ -234,7 +247,18 @@ class DetailScreen(OpsScreen):
             return self._transfer_decision().allowed
         if action == "denied_transfer":
             return self.spec.table == "hosts"
+        if action == "latest_run":
+            return self.spec.table == "deployments"
         return True
+
+    def action_latest_run(self) -> None:
+        from opstui.ui.screens.run import latest_run
+
+        run = latest_run(self.store, self.key) if self.store else None
+        if run is None:
+            self.notify("This deployment has not run yet.", title="Runs")
+        else:
+            self.app.open_run(run["id"])
 
     def action_transfer(self, direction: str) -> None:
         self.query_one("#host-ssh").ask_transfer(direction)  # type: ignore[attr-defined]

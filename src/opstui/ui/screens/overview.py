@@ -19,6 +19,7 @@ from opstui.ui.widgets.resource_table import STATUS_CLASSES
 from opstui.views import human_span, parse_time
 
 STATUS_STYLES = {"ok": "green", "bad": "red", "busy": "yellow", "wait": "cyan", "gone": "magenta"}
+RUNS_FPS = 4
 LIMITED = ("hosts", "repositories", "deployments", "cicd_providers", "teams")
 
 
@@ -47,6 +48,8 @@ class OverviewScreen(OpsScreen):
         ):
             self.query_one(f"#{panel_id}").border_title = title
         self._usage: dict[str, Any] = {}
+        self._failing: dict[str, str] = {}  # failed run id -> "web-03 exit 1"
+        self._render_scheduled = False
         self._dirty = True
         super().on_mount()
 
@@ -64,12 +67,51 @@ class OverviewScreen(OpsScreen):
             isinstance(event, RowChanged) and event.table in LIMITED
         ):
             self.load_usage()
+        if isinstance(event, RowChanged) and event.table == "deployment_runs":
+            # Runs progress live: repaint soon, at most RUNS_FPS times a second.
+            if not self._render_scheduled:
+                self._render_scheduled = True
+                self.set_timer(1 / RUNS_FPS, self._scheduled_render)
+
+    def _scheduled_render(self) -> None:
+        self._render_scheduled = False
+        self.render_panels()
 
     def tick(self) -> None:
         # Durations of running deployments tick; counts are redrawn if anything changed.
         self._dirty = True
         self.render_panels()
         self.refresh_context()
+
+    @work(group="failing-hosts", exit_on_error=False)
+    async def load_failing_hosts(self, run_ids: list[str]) -> None:
+        """Which host failed each failed run (host rows are read per run, not kept live)."""
+        store = self.store
+        if store is None:
+            return
+        for run_id in run_ids:
+            self._failing.setdefault(run_id, "")  # asked once, whatever the answer
+        try:
+            result = await (
+                store.client.table("deployment_run_hosts")
+                .select("run_id, host_name, host_id, status, exit_code, error, position")
+                .in_("run_id", run_ids)
+                .in_("status", ["failed", "unreachable"])
+                .order("position")
+                .execute()
+            )
+        except Exception:  # noqa: BLE001 - a nicety: the panel falls back to the run's error
+            return
+        for host in result.data or []:
+            if self._failing.get(host["run_id"]):
+                continue  # the first failing host (by position) names the run
+            name = host.get("host_name") or host.get("host_id")
+            if host.get("status") == "unreachable":
+                self._failing[host["run_id"]] = f"{name} unreachable"
+            else:
+                self._failing[host["run_id"]] = f"{name} exit {host.get('exit_code')}"
+        self._dirty = True
+        self.render_panels()
 
     @work(exclusive=True, group="usage", exit_on_error=False)
     async def load_usage(self) -> None:
@@ -116,17 +158,21 @@ class OverviewScreen(OpsScreen):
         grid.add_row(Text("linux / windows", style="dim"), f"{len(hosts) - windows} / {windows}")
         self.query_one("#hosts-health", Static).update(grid)
 
-        running = sorted(
-            (d for d in deployments if d.get("status") == "in_progress"),
-            key=lambda d: d.get("started_at") or "",
+        runs = store.rows("deployment_runs")
+        going = sorted(
+            (r for r in runs if r.get("status") in ("running", "queued")),
+            key=lambda r: (r.get("status") != "running", r.get("requested_at") or ""),
         )
-        self.query_one("#running", Static).update(_runs_table(running[:10], now, running=True))
+        self.query_one("#running", Static).update(_running_table(going[:10], now))
         failed = sorted(
-            (d for d in deployments if d.get("status") == "failed"),
-            key=lambda d: d.get("completed_at") or "",
+            (r for r in runs if r.get("status") in ("failed", "lost")),
+            key=lambda r: r.get("finished_at") or r.get("requested_at") or "",
             reverse=True,
-        )
-        self.query_one("#failed", Static).update(_runs_table(failed[:10], now, running=False))
+        )[:10]
+        missing = [r["id"] for r in failed if r["id"] not in self._failing]
+        if missing:
+            self.load_failing_hosts(missing)
+        self.query_one("#failed", Static).update(_failed_table(failed, self._failing, now))
         self.query_one("#tier", Static).update(self._tier_table())
 
     def _tier_table(self) -> Table:
@@ -167,18 +213,49 @@ class OverviewScreen(OpsScreen):
         return grid
 
 
-def _runs_table(rows: list[dict[str, Any]], now, *, running: bool) -> Table | Text:
-    if not rows:
+def _run_name(run: dict[str, Any]) -> str:
+    return f"{(run.get('spec') or {}).get('deployment_name', '?')} #{run.get('number', '?')}"
+
+
+def _running_table(runs: list[dict[str, Any]], now) -> Table | Text:
+    """Runs going now: hosts done of total as a bar, the batch, how long."""
+    if not runs:
+        return Text("none", style="dim")
+    table = Table.grid(padding=(0, 1))
+    for run in runs:
+        if run.get("status") == "queued":
+            queued = parse_time(run.get("requested_at"))
+            wait = human_span((now - queued).total_seconds()) if queued else ""
+            table.add_row(Text(_run_name(run)), Text("queued", style="cyan"), "", "", wait)
+            continue
+        total = run.get("hosts_total") or 0
+        done = run.get("hosts_done") or 0
+        filled = round(10 * done / total) if total else 0
+        bar = Text("█" * filled, style="yellow") + Text("░" * (10 - filled), style="dim")
+        started = parse_time(run.get("started_at"))
+        span = human_span((now - started).total_seconds()) if started else ""
+        failed = run.get("hosts_failed") or 0
+        table.add_row(
+            Text(_run_name(run), style="bold"),
+            bar,
+            Text(f"{done}/{total}" + (f" ({failed} failed)" if failed else ""),
+                 style="red" if failed else ""),
+            f"batch {run.get('current_batch') or 0}/{run.get('batch_count') or 0}",
+            span,
+        )  # fmt: skip
+    return table
+
+
+def _failed_table(runs: list[dict[str, Any]], failing: dict[str, str], now) -> Table | Text:
+    """Recently failed runs, each with its failing host (or its error)."""
+    if not runs:
         return Text("none", style="dim")
     table = Table.grid(padding=(0, 2))
-    for row in rows:
-        started = parse_time(row.get("started_at"))
-        ended = parse_time(row.get("completed_at"))
-        if running:
-            span = human_span((now - started).total_seconds()) if started else "—"
-        else:
-            span = human_span((ended - started).total_seconds()) if started and ended else "—"
-            if ended:
-                span += f"  {human_span((now - ended).total_seconds())} ago"
-        table.add_row(Text(row.get("name", "?"), style="bold" if running else ""), span)
+    for run in runs:
+        ended = parse_time(run.get("finished_at"))
+        ago = f"{human_span((now - ended).total_seconds())} ago" if ended else ""
+        why = failing.get(run["id"]) or (run.get("error") or run.get("status") or "")[:40]
+        table.add_row(
+            Text(_run_name(run)), Text(why, style=status_style("failed")), Text(ago, style="dim")
+        )
     return table

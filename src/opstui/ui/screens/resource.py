@@ -44,6 +44,7 @@ class ResourceScreen(OpsScreen):
         Binding("p", "pin", "Pin/unpin", id="row.pin"),
         Binding("x", "execute", "Run", id="row.execute"),
         Binding("u", "use_team", "Use team", id="teams.use"),
+        Binding("l", "latest_run", "Latest run", id="deployments.latest_run"),
         # Fallbacks: reached only when the action above is not allowed.
         Binding("c", "denied('create')", show=False),
         Binding("e", "denied('edit')", show=False),
@@ -176,6 +177,9 @@ class ResourceScreen(OpsScreen):
 
     @on(ResourceTable.Selected)
     def _open_detail(self, event: ResourceTable.Selected) -> None:
+        if self.spec.table == "deployment_runs":
+            self.app.open_run(event.key)  # a run's own view: header, hosts, live log
+            return
         self.app.open_detail(self.spec, event.key)
 
     @on(ResourceTable.Highlighted)
@@ -201,6 +205,8 @@ class ResourceScreen(OpsScreen):
             )
         if action == "pin":
             return self.spec.name == "repositories" and self.table.current_row is not None
+        if action == "latest_run":
+            return self.spec.table == "deployments" and self.table.current_row is not None
         operation = ROW_ACTIONS.get(action)
         if operation is None:
             return True
@@ -248,6 +254,18 @@ class ResourceScreen(OpsScreen):
         row = self.table.current_row
         if row is not None:
             self.app.execute(self.spec, row)
+
+    def action_latest_run(self) -> None:
+        from opstui.ui.screens.run import latest_run
+
+        row = self.table.current_row
+        if row is None or self.store is None:
+            return
+        run = latest_run(self.store, row["id"])
+        if run is None:
+            self.notify(f"{row.get('name')!r} has not run yet; x runs it.", title="Runs")
+            return
+        self.app.open_run(run["id"])
 
     def action_use_team(self) -> None:
         row = self.table.current_row

@@ -9,7 +9,8 @@ stops following; `end`/`G` follows again), wraps, shows timestamps, shows one
 source (host) or all, renders ANSI colours, and highlights a search.
 
 `LogPane` puts a search box under a `LogView` and takes stored log *chunks*
-(`seq`, `host_id`, `stream`, `text`, `created_at`, as in `deployment_run_logs`).
+(`seq`, `host_id`, `stream`, `text`, `created_at`, as in `deployment_run_logs`:
+rows, or `opstui.runs.logstream.LogChunk`s).
 It never shows a chunk twice: a chunk whose `seq` it has already shown is
 dropped, so the stored log loaded first and the live chunks that arrived while
 it loaded merge cleanly. Closing gaps is the follower's job (the data layer);
@@ -480,6 +481,23 @@ class LogView(ScrollView, can_focus=True):
         self.refresh()
 
 
+def _chunk_fields(chunk: Any) -> tuple[int, str | None, str, str, str | None]:
+    """(seq, host_id, stream, text, created_at) of a chunk: a row (mapping) or a LogChunk."""
+    get = chunk.get if isinstance(chunk, Mapping) else lambda name: getattr(chunk, name, None)
+    host = get("host_id")
+    return (
+        int(get("seq")),
+        None if host is None else str(host),
+        get("stream") or "stdout",
+        get("text") or "",
+        get("created_at"),
+    )
+
+
+def _by_seq(fields: tuple) -> int:
+    return fields[0]
+
+
 class LogPane(Vertical):
     """A `LogView` with search, fed stored log chunks that it merges by `seq`."""
 
@@ -519,7 +537,7 @@ class LogPane(Vertical):
         yield Input(placeholder="search the log: text or regex", id="log-search", classes="hidden")
 
     def on_mount(self) -> None:
-        self._update_title()
+        self.refresh_title()
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -538,7 +556,7 @@ class LogPane(Vertical):
 
     # -- chunks -----------------------------------------------------------------------------
 
-    def add_chunks(self, chunks: Iterable[Mapping[str, Any]]) -> int:
+    def add_chunks(self, chunks: Iterable[Any]) -> int:
         """Show chunks in `seq` order, each once; returns how many lines were added.
 
         A chunk need not end at a line end: the runner flushes whatever a host
@@ -548,8 +566,7 @@ class LogPane(Vertical):
         view = self.view
         new: list[list] = []
         prefixes: dict[str | None, tuple[str, str]] = {}
-        for chunk in sorted(chunks, key=lambda c: c["seq"]):
-            seq = int(chunk["seq"])
+        for seq, source, stream, text, created_at in sorted(map(_chunk_fields, chunks), key=_by_seq):
             if self.last_seq is not None:
                 if seq <= self.last_seq:
                     self.duplicates += 1
@@ -557,11 +574,8 @@ class LogPane(Vertical):
                 if seq != self.last_seq + 1:
                     self.gaps.append((self.last_seq, seq))
             self.last_seq = seq
-            text = chunk.get("text") or ""
             if not text:
                 continue
-            source = chunk.get("host_id")
-            stream = chunk.get("stream") or "stdout"
             parts = text.split("\n")
             complete = parts[-1] == ""
             if complete:
@@ -576,7 +590,7 @@ class LogPane(Vertical):
             prefix = prefixes.get(source)
             if prefix is None:
                 prefix = prefixes[source] = self._prefix(source)
-            moment = parse_time(chunk.get("created_at"))
+            moment = parse_time(created_at)
             at = moment.strftime("%H:%M:%S") if moment else ""
             keep = max(view.max_lines, view.per_source_lines)
             if len(parts) > keep:  # lines that would only fall off the top at once
@@ -592,8 +606,13 @@ class LogPane(Vertical):
                 self._open[(source, stream)] = new[-1]
         view.append(new)
         if view.pattern is not None and self._match_info:
-            self._update_title()
+            self.refresh_title()
         return len(new)
+
+    def add_note(self, text: str) -> None:
+        """A line of the viewer's own (not part of the log, no seq)."""
+        prefix, style = self._prefix(None)
+        self.view.append([self.view.new_line(prefix, style, text, "system")])
 
     def clear(self) -> None:
         self.view.clear()
@@ -621,7 +640,7 @@ class LogPane(Vertical):
         else:
             self._show_match(self.view.find(forward=True))
         self.view.focus()
-        self._update_title()
+        self.refresh_title()
 
     def on_key(self, event: events.Key) -> None:
         box = self.query_one("#log-search", Input)
@@ -632,7 +651,7 @@ class LogPane(Vertical):
             self.view.set_search(None)
             self._match_info = ""
             self.view.focus()
-            self._update_title()
+            self.refresh_title()
 
     def action_find(self, forward: bool) -> None:
         if self.view.pattern is None:
@@ -647,15 +666,15 @@ class LogPane(Vertical):
             self._match_info = "no match"
         else:
             self._match_info = f"match {found[0]} of {found[1]}"
-        self._update_title()
+        self.refresh_title()
 
     def action_toggle_wrap(self) -> None:
         self.view.set_wrap(not self.view.wrap)
-        self._update_title()
+        self.refresh_title()
 
     def action_toggle_timestamps(self) -> None:
         self.view.set_timestamps(not self.view.timestamps)
-        self._update_title()
+        self.refresh_title()
 
     def action_next_source(self) -> None:
         """All sources → each source in turn → all again."""
@@ -668,9 +687,9 @@ class LogPane(Vertical):
         self.view.set_only(source)
         if self.view.pattern is not None:
             self._show_match(self.view.find(forward=True))
-        self._update_title()
+        self.refresh_title()
 
-    def _update_title(self) -> None:
+    def refresh_title(self) -> None:
         parts = [self.title]
         only = self.view.only
         parts.append("all hosts" if only is None else f"only {self._names.get(only, only)}")

@@ -46,6 +46,12 @@ STATUS_CLASSES = {
     "host_key_changed": "bad",
     "timeout": "bad",
     "host_key_unknown": "wait",
+    # deployment runs and their hosts
+    "queued": "wait",
+    "succeeded": "ok",
+    "lost": "bad",
+    "unreachable": "bad",
+    "skipped": "gone",
 }
 
 GAP = 2
