@@ -23,6 +23,7 @@ from opstui.session import SignInError
 from opstui.store import Store, StoreError, StoreEvent
 from opstui.ui.messages import (
     ConnectionFailed,
+    RunLaunched,
     SignInNeeded,
     StoreEventArrived,
     StoreOpened,
@@ -293,21 +294,62 @@ class OpsApp(App):
         else:
             self.notify(f"Deleted {row.get(spec.label_key)!r}; the list updates live.")
 
-    @work(group="writes", exit_on_error=False)
-    async def execute(self, spec: ResourceSpec, row: dict[str, Any]) -> None:
-        """Request a run: a deployment goes back to pending, for the runner to pick up."""
-        assert self.store is not None
-        if spec.table != "deployments":
+    # -- deployment runs --------------------------------------------------------------------
+
+    def execute(self, spec: ResourceSpec, row: dict[str, Any]) -> None:
+        """`x` on a deployment: say exactly what will run where, and launch only on yes."""
+        from opstui.ui.screens.confirm import ConfirmScreen
+        from opstui.ui.screens.run import active_run, launch_summary, run_label
+
+        store = self.store
+        if spec.table != "deployments" or store is None:
             self.notify(f"{spec.title} cannot be run from here", severity="warning")
             return
-        try:
-            await self.store.update(
-                spec.table, row, {"status": "pending", "started_at": None, "completed_at": None}
+        going = active_run(store, row["id"])
+        if going is not None:
+            self.notify(
+                f"Not launched: {run_label(going)} is {going['status']}; "
+                "wait for it or cancel it (l opens it, ctrl+k there cancels).",
+                title="Run",
+                severity="warning",
             )
-        except StoreError as exc:
+            return
+        question, detail = launch_summary(store, row)
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self.launch_deployment(row)
+
+        self.push_screen(
+            ConfirmScreen(question, detail, yes_label="Run (y)", no_label="Cancel (n)"), decided
+        )
+
+    @work(group="writes", exit_on_error=False)
+    async def launch_deployment(self, row: dict[str, Any]) -> None:
+        from opstui.runs import api
+
+        assert self.store is not None
+        try:
+            run_id = await api.launch(self.store.client, row["id"])
+        except api.RunsError as exc:
             self.post_message(WriteFailed(str(exc)))
         else:
-            self.notify(f"Queued {row.get('name')!r} to run.")
+            self.post_message(RunLaunched(run_id, repr(row.get("name"))))
+
+    @on(RunLaunched)
+    def _run_launched(self, message: RunLaunched) -> None:
+        from opstui.ui.screens.run import RunScreen
+
+        self.notify(f"Launched {message.label}; its run is queued for a runner.", title="Run")
+        if isinstance(self.screen, RunScreen):
+            self.switch_screen(RunScreen(message.run_id))
+        else:
+            self.push_screen(RunScreen(message.run_id))
+
+    def open_run(self, run_id: str) -> None:
+        from opstui.ui.screens.run import RunScreen
+
+        self.push_screen(RunScreen(run_id))
 
     @work(group="writes", exit_on_error=False)
     async def toggle_pin(self, row: dict[str, Any]) -> None:
