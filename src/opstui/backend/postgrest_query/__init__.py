@@ -39,7 +39,6 @@ from opstui.backend.postgrest_query.grammar import (
     Logic,
     Node,
     OrderTerm,
-    Prefer,
     Query,
     SelectItem,
     parse_column_list,
@@ -50,12 +49,12 @@ from opstui.backend.postgrest_query.grammar import (
     parse_nonneg_int,
     parse_operation,
     parse_order,
-    parse_prefer,
     parse_query,
     parse_select,
     split_top_level,
 )
 from opstui.backend.postgrest_query.model import Catalog, Column, ForeignKey, QueryError, Table
+from opstui.backend.postgrest_query.prefer import Prefer, parse_prefer
 from opstui.backend.postgrest_query.relations import Relationship, resolve
 
 __all__ = [
