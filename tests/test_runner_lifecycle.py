@@ -18,7 +18,7 @@ from opstui.runs import api
 from opstui.runs.logstream import RunLogFollower
 from opstui.runs.schedule import latest_tick
 from opstui.ssh import KnownHosts
-from tests import ssh_support
+from tests import ssh_support, test_ssh_sshd
 from tests.runner_support import (
     close_runner,
     db,
@@ -343,3 +343,84 @@ async def test_sigterm_stops_claiming_cancels_what_it_holds_and_exits_cleanly(
     rows = await api.run_hosts(admin, run_id)
     assert rows[0]["status"] == "cancelled" and rows[0]["finished_at"]
     await until(lambda: not _alive(pid), 5, "the remote process gone")
+
+
+# -- the real OpenSSH sshd ----------------------------------------------------------------------
+
+SSHD, sshd = test_ssh_sshd.SSHD, test_ssh_sshd.sshd
+
+
+@pytest.mark.skipif(SSHD is None, reason="OpenSSH sshd is not installed")
+async def test_a_run_on_the_real_sshd_records_output_and_exit_code_and_cancel_kills(
+    backend, sign_in, sshd, ssh_home, tmp_path
+):
+    import getpass
+    import pwd
+    from pathlib import Path
+
+    from opstui.runs.runner import Runner, RunnerSettings
+    from opstui.ssh import ConnectionPool, SshSettings, rpc_password_source
+
+    port, root, client_key = sshd
+    admin = await sign_in("admin@acme.test")
+    team = await team_id(admin)
+    host = (await admin.table("hosts").insert({
+        "name": f"rt-sshd-{time.monotonic_ns()}", "type": "linux", "ip": "127.0.0.1", "port": port,
+        "user": getpass.getuser(), "team_id": team,
+    }).execute()).data[0]  # fmt: skip
+    files = {
+        "one.sh": '#!/bin/sh\necho "one on $(id -un) with $GREETING"\necho warn >&2\n',
+        "two.sh": "#!/bin/sh\necho two; exit 4\n",
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    deployment = await make_deployment(
+        admin, team, repo, [host], list(files), env={"GREETING": "hi there"}
+    )
+    known = KnownHosts(user_path=tmp_path / "u", own_path=tmp_path / "o")
+    known.remember("127.0.0.1", port, asyncssh_public(root))
+    pool = ConnectionPool(SshSettings(known_hosts=known, agent_path=None, client_keys=[client_key],
+                                      password_source=rpc_password_source(admin)))  # fmt: skip
+    runner = Runner(admin, RunnerSettings(name="rt-sshd", lease_seconds=10, poll_interval=1,
+                                          schedules=False), pool=pool)  # fmt: skip
+    task = asyncio.create_task(runner.run())
+    try:
+        run = await wait_run(admin, await api.launch(admin, deployment["id"]))
+        rows = await api.run_hosts(admin, run["id"])
+        log = await log_text(admin, run["id"])
+        assert run["status"] == "failed" and (rows[0]["status"], rows[0]["exit_code"]) == (
+            "failed",
+            4,
+        )
+        out = host_output(log, host["id"])
+        assert f"one on {getpass.getuser()} with hi there" in out and "two" in out
+        assert "warn" in host_output(log, host["id"], "stderr")
+        assert not (
+            Path(pwd.getpwnam(getpass.getuser()).pw_dir) / ".opstui/runs" / run["id"]
+        ).exists()
+
+        # Cancel on sshd: the remote process is gone within seconds.
+        marker = tmp_path / "sshd-long.pid"
+        long_repo = make_repo(
+            tmp_path / "long", {"long.sh": f"#!/bin/sh\necho $$ > {marker}\nexec sleep 120\n"}
+        )
+        long = await make_deployment(admin, team, long_repo, [host], ["long.sh"])
+        run_id = await api.launch(admin, long["id"])
+        await until(
+            lambda: marker.exists() and marker.read_text().strip(), 15, "sshd script running"
+        )
+        pid = int(marker.read_text())
+        asked = time.monotonic()
+        await api.cancel(admin, run_id)
+        cancelled = await wait_run(admin, run_id, timeout=10)
+        await until(lambda: not _alive(pid), 5, "sshd process gone")
+        assert cancelled["status"] == "cancelled" and time.monotonic() - asked < 6
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+        await pool.close()
+
+
+def asyncssh_public(root):
+    import asyncssh
+
+    return asyncssh.read_public_key(str(root / "host_key.pub"))

@@ -429,31 +429,14 @@ class RunExecution:
 
     async def _on_host(self, host_id, target, repo, scripts, params, env, timeout) -> HostOutcome:
         directory = remote_dir(self.run_id)
-        name = target.name
         try:
             async with self.pool.connection(target) as conn:
                 try:
-                    async with asyncio.timeout(timeout):
-                        await self._upload(conn, target, repo, scripts, directory)
-                        for index, script in enumerate(scripts):
-                            code = await self._script(conn, host_id, target, directory, script,
-                                                      params[index] if index < len(params) else "",
-                                                      index, env)  # fmt: skip
-                            if code is None:
-                                return HostOutcome(
-                                    host_id,
-                                    "cancelled",
-                                    None,
-                                    f"{name}: stopped by the cancel request",
-                                )
-                            if code != 0:
-                                return HostOutcome(host_id, "failed", code,
-                                                   f"{name}: {script} exited with status {code}")  # fmt: skip
-                except TimeoutError:
-                    return HostOutcome(host_id, "failed", None,
-                                       f"{name}: timed out after {timeout:g}s (host_timeout_seconds); its scripts were stopped")  # fmt: skip
-                await self._cleanup(conn, target, directory)
-                return HostOutcome(host_id, "succeeded", 0, None)
+                    return await self._scripts(conn, host_id, target, repo, scripts, params, env,
+                                               timeout, directory)  # fmt: skip
+                finally:
+                    # Whatever the outcome, the run's directory does not stay behind.
+                    await asyncio.shield(self._cleanup(conn, target, directory))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is one line for this host
@@ -464,6 +447,28 @@ class RunExecution:
                 self.pool.discard(target)
             status = "failed" if connected else "unreachable"
             return HostOutcome(host_id, status, None, str(error))
+
+    async def _scripts(self, conn, host_id, target, repo, scripts, params, env, timeout,
+                       directory) -> HostOutcome:  # fmt: skip
+        name = target.name
+        try:
+            async with asyncio.timeout(timeout):
+                await self._upload(conn, target, repo, scripts, directory)
+                for index, script in enumerate(scripts):
+                    code = await self._script(conn, host_id, target, directory, script,
+                                              params[index] if index < len(params) else "",
+                                              index, env)  # fmt: skip
+                    if code is None:
+                        return HostOutcome(host_id, "cancelled", None,
+                                           f"{name}: stopped by the cancel request")  # fmt: skip
+                    if code != 0:
+                        return HostOutcome(host_id, "failed", code,
+                                           f"{name}: {script} exited with status {code}")  # fmt: skip
+        except TimeoutError:
+            return HostOutcome(host_id, "failed", None,
+                               f"{name}: timed out after {timeout:g}s (host_timeout_seconds); "
+                               "its scripts were stopped")  # fmt: skip
+        return HostOutcome(host_id, "succeeded", 0, None)
 
     async def _upload(self, conn, target, repo: Path, scripts, directory: str) -> None:
         async with conn.start_sftp_client() as sftp:
