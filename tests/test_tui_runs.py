@@ -20,6 +20,7 @@ import pytest
 from opstui.runs import api
 from opstui.ui.screens.confirm import ConfirmScreen
 from opstui.ui.screens.detail import DetailScreen
+from opstui.ui.screens.help import HelpScreen
 from opstui.ui.screens.overview import OverviewScreen
 from opstui.ui.screens.resource import ResourceScreen
 from opstui.ui.screens.run import RunScreen
@@ -308,6 +309,16 @@ async def test_cancel_asks_then_requests_it(backend, backend_info, core, sign_in
         app.open_run(run_id)
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
         await wait_for(pilot, lambda: "running" in _header(app))
+        # Help lists the keys that work here: cancel, yes; run again, not while it runs.
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        keys = text_of(app.screen.query_one("#help-body Static"))
+        for description in ("Cancel run", "Search log", "Next match", "Wrap", "Timestamps"):
+            assert description in keys
+        assert "Run again" not in keys
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+
         await pilot.press("ctrl+k")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert "Cancel run" in str(app.screen.query_one("#question").render())
@@ -364,6 +375,10 @@ async def test_history_runs_list_latest_run_detail_and_retry(backend, backend_in
 
         # l on the deployment opens its latest run; the detail lists its runs.
         await _open_deployments(pilot, core["deployment"])
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert "Latest run" in text_of(app.screen.query_one("#help-body Static"))
+        await pilot.press("escape")
         await pilot.press("l")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
         assert app.screen.run_id == second
@@ -425,3 +440,41 @@ async def test_the_log_has_no_gap_and_no_duplicate_when_chunks_arrive_while_it_l
         assert lines == [f"line {n}" for n in range(1, 201)]
         assert pane.gaps == []
     await api.finish(runner, run_id, "succeeded")
+
+
+async def test_every_team_member_sees_the_run_live(backend, core, sign_in):
+    """Two people, two apps: a launch by one appears in the other's list and run view."""
+    runner = await sign_in(RUNNER)
+    ops, dev = make_app(backend, USER), make_app(backend, RUNNER)
+    async with ops.run_test(size=SIZE) as pilot, dev.run_test(size=SIZE) as other:
+        await ready(pilot)
+        await ready(other)
+        await other.press("colon", *"runs", "enter")
+        await wait_for(
+            other,
+            lambda: isinstance(dev.screen, ResourceScreen) and dev.screen.spec.name == "runs",
+        )
+        await _open_deployments(pilot, core["deployment"])
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(ops.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(ops.screen, RunScreen))
+        run_id = ops.screen.run_id
+        listing = dev.screen.query_one(ResourceTable)
+        await wait_for(other, lambda: run_id in listing.view.rows, what="the run in dev's list")
+        assert listing.move_to(run_id)
+        await other.pause()
+        await other.press("enter")
+        await wait_for(other, lambda: isinstance(dev.screen, RunScreen))
+        await _claim(runner, run_id)
+        host = core["hosts"][0][0]
+        await api.update_host(runner, run_id, host, "running", None, None)
+        await api.append_log(runner, run_id, [{"host_id": host, "stream": "stdout", "text": "hi\n"}])
+        for app, driver in ((ops, pilot), (dev, other)):
+            pane = app.screen.query_one(LogPane)
+            await wait_for(driver, lambda p=pane: len(p.view.plain_lines) == 1, what="the line")
+            assert pane.view.plain_lines[0].endswith("│ hi")
+            await wait_for(driver, lambda a=app: "running" in _header(a))
+        await api.finish(runner, run_id, "succeeded")
+        await wait_for(other, lambda: "succeeded" in _header(dev))
+        await wait_for(other, lambda: listing.view.rows[run_id]["status"] == "succeeded")

@@ -12,8 +12,19 @@ from textual.widgets import Static
 FILTER_HELP = (
     "Filter (/): plain text matches fuzzily (letters in order), text with regex syntax is a "
     "regex, a leading ! inverts. Commands (:): a resource name or alias (hosts, repos, deploy, "
-    "cicd, jobs, teams, members, perms, people), team NAME, q. Ctrl+P opens the palette."
+    "cicd, jobs, runs, teams, members, perms, people), team NAME, q. Ctrl+P opens the palette."
 )
+
+
+def _works_here(namespace, binding: Binding) -> bool:
+    """Keys that do nothing here (another resource's, or refused) are not listed."""
+    from textual.actions import parse
+
+    try:
+        _, name, parameters = parse(binding.action)
+        return namespace.check_action(name, parameters) is not False
+    except Exception:  # noqa: BLE001 - a key we cannot judge is listed
+        return True
 
 
 class HelpScreen(ModalScreen[None]):
@@ -45,7 +56,7 @@ class HelpScreen(ModalScreen[None]):
             where = "app" if namespace is app else type(namespace).__name__
             for key, binding_list in bindings.key_to_bindings.items():
                 for binding in binding_list:
-                    if not binding.description:
+                    if not binding.description or not _works_here(namespace, binding):
                         continue
                     display = app.get_key_display(binding)
                     yield display or key, binding.description, where
