@@ -13,6 +13,7 @@ import uuid
 
 import httpx
 import psycopg
+import psycopg.sql
 import pytest
 from postgrest.exceptions import APIError
 
@@ -271,3 +272,35 @@ async def test_spread_and_order_by_a_related_column(rows, viewer):
     with pytest.raises(APIError) as caught:  # a spread needs a to-one relationship
         await viewer.table("repositories").select("name,...deployments(name)").execute()
     assert caught.value.code == "PGRST119"
+
+
+async def test_a_set_returning_function_s_rows_take_embeds(rows, viewer, backend_info):
+    fn = f"embed_fn_{uuid.uuid4().hex[:8]}"
+    ident = psycopg.sql.Identifier("public", fn)
+    with psycopg.connect(backend_info.db_url) as conn:
+        conn.execute(
+            psycopg.sql.SQL(
+                "create function {}() returns setof public.deployments stable"
+                " language sql as $$ select * from public.deployments $$"
+            ).format(ident)
+        )
+        conn.execute(
+            psycopg.sql.SQL("grant execute on function {}() to authenticated").format(ident)
+        )
+    try:
+        result = (
+            await viewer.rpc(fn)
+            .select("name,repositories(name)")
+            .like("name", f"{PREFIX}-*")
+            .order("name")
+            .execute()
+        )
+        mine = {"name": f"{PREFIX}-repo-mine"}
+        assert [(r["name"][-5:], r["repositories"]) for r in result.data] == [
+            ("dep-a", mine),
+            ("dep-b", None),
+            ("dep-d", mine),
+        ]
+    finally:
+        with psycopg.connect(backend_info.db_url) as conn:
+            conn.execute(psycopg.sql.SQL("drop function {}()").format(ident))
