@@ -82,6 +82,7 @@ async def running_worker(client, **settings):
         name=f"test-runner-{uuid.uuid4().hex[:6]}",
         poll_interval=0.2,
         expire_interval=0.5,
+        drain_seconds=1.0,
         settings=fast_settings(**settings),
     )
     task = asyncio.create_task(worker.run())

@@ -389,8 +389,10 @@ class BuildWorker:
         concurrency: int = 8,
         poll_interval: float = 5.0,
         expire_interval: float = 10.0,
+        drain_seconds: float = 10.0,
         settings: BuildSettings | None = None,
     ) -> None:
+        self.drain_seconds = drain_seconds
         self.client = client
         self.name = name or socket.gethostname()
         self.concurrency = concurrency
@@ -429,7 +431,10 @@ class BuildWorker:
                         self._wake.wait(), min(self.poll_interval, self.expire_interval)
                     )
         finally:
-            for execution in self.held.values():
+            # Held builds may finish for drain_seconds; then they are cancelled on the provider.
+            if self._tasks:
+                await asyncio.wait(list(self._tasks.values()), timeout=self.drain_seconds)
+            for execution in list(self.held.values()):
                 execution.request_cancel()
             if self._tasks:
                 await asyncio.wait(list(self._tasks.values()))

@@ -187,6 +187,7 @@ class RunExecution:
         self._host_sem = asyncio.Semaphore(max(1, host_concurrency))
         self._stopping: set[asyncio.Task] = set()
         self.status: str | None = None
+        self.build_settings = None  # BuildSettings for the run's CI/CD steps (tests tune it)
 
     # -- control ----------------------------------------------------------------------------
 
@@ -274,6 +275,16 @@ class RunExecution:
 
         hosts_rows = await api.run_hosts(self.client, self.run_id)
         pending = [h for h in hosts_rows if h.get("status") == "pending"]
+        if spec.get("cicd_steps"):  # mapped CI/CD jobs run first; a failure skips the hosts
+            from opstui.runs.builds import BuildSettings, run_cicd_steps
+
+            status, error = await run_cicd_steps(
+                self.client, self.run, self.sink, runner_name=str(self.run.get("runner_name")),
+                cancel_requested=self.cancel_requested,
+                settings=self.build_settings or BuildSettings(lease_seconds=self.lease_seconds),
+            )  # fmt: skip
+            if status != "succeeded" or not pending:
+                return status, error
         if not scripts:
             return "failed", "the deployment has no scripts; add scripts_path entries"
         env = await self._environment()

@@ -48,6 +48,8 @@ class RunnerSettings:
     host_concurrency: int = 64  # hosts of one batch at once
     workdir: Path | None = None  # where repositories are fetched (default: the temp dir)
     sink_options: dict = field(default_factory=dict)  # LogSink tuning (tests, benchmarks)
+    builds: bool = True  # also claim standalone CI/CD builds and provider tasks (runs/builds.py)
+    build_settings: Any = None  # runs.builds.BuildSettings (polling, leases) for builds and CI/CD steps
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,14 @@ class Runner:
         self._last_tick: dict[str, datetime | None] = {}
         self._schedule_refusals: set[str] = set()
         self.problems: list[str] = []
+        self.builds = None
+        if self.settings.builds:
+            from opstui.runs.builds import BuildWorker
+
+            self.builds = BuildWorker(client, name=self.settings.name,
+                                      poll_interval=self.settings.poll_interval,
+                                      drain_seconds=self.settings.drain_seconds,
+                                      settings=self.settings.build_settings)  # fmt: skip
 
     # -- control ----------------------------------------------------------------------------
 
@@ -99,6 +109,8 @@ class Runner:
         """Stop claiming; held runs finish (or are cancelled after drain_seconds)."""
         self._stop.set()
         self._wake.set()
+        if self.builds is not None:
+            self.builds.stop()
 
     @property
     def stopping(self) -> bool:
@@ -115,6 +127,7 @@ class Runner:
 
     async def run(self) -> None:
         housekeeping = asyncio.create_task(self._housekeeping(), name="runner-housekeeping")
+        builds = asyncio.create_task(self.builds.run(), name="runner-builds") if self.builds else None
         try:
             await self._subscribe()
             while not self.stopping:
@@ -127,6 +140,8 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
             await self._drain()
+            if builds is not None:
+                await builds
             await self._unsubscribe()
             if self._own_pool:
                 await self.pool.close()
@@ -153,6 +168,7 @@ class Runner:
             host_concurrency=self.settings.host_concurrency,
             sink_options=self.settings.sink_options,
         )  # fmt: skip
+        execution.build_settings = self.settings.build_settings
         if self.stopping:
             execution.request_cancel(
                 f"runner {self.settings.name} was stopping when it claimed the run"
