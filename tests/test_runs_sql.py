@@ -616,6 +616,50 @@ def test_a_lapsed_lease_makes_the_run_lost_with_the_reason_and_it_is_not_retried
         refused(db, "select finish_deployment_run(%s, 'succeeded', null)", (run_id,))
 
 
+def test_a_run_whose_runner_died_blocks_neither_a_launch_nor_a_cancel(db, users, teams):
+    """No sweeper needs to be up: launching after a lapsed lease loses the old run first,
+    and cancelling a lapsed run closes it at once."""
+    dev, admin = users["dev@acme.test"], users["admin@acme.test"]
+    with txn(db):
+        did = make_deployment(db, teams["Platform"], 2)
+        first = launch(db, dev, did)
+        claim(db, dev, "gone-runner")
+
+        def lapse(run_id):
+            become(db, None)
+            db.execute(
+                "update deployment_runs set lease_expires_at = now() - interval '1 second',"
+                " heartbeat_at = '2026-12-01 10:00:00+00' where id = %s",
+                (run_id,),
+            )
+
+        lapse(first)
+        second = launch(db, admin, did)
+        r = row(db, "select status, error from deployment_runs where id = %s", (first,))
+        assert r["status"] == "lost" and "runner gone-runner stopped heartbeating" in r["error"]
+        assert one(db, "select number from deployment_runs where id = %s", (second,)) == 2
+        h = claim(db, dev, "gone-runner")["spec"]["host_ids"]
+        db.execute("select update_run_host(%s, %s, 'running', null, null)", (second, h[0]))
+        lapse(second)
+        become(db, admin)
+        db.execute("select cancel_deployment_run(%s)", (second,))
+        r = row(
+            db, "select status, error, finished_at from deployment_runs where id = %s", (second,)
+        )
+        assert r["status"] == "cancelled" and r["finished_at"] is not None
+        assert r["error"] == (
+            "cancelled by Ada Admin; runner gone-runner stopped heartbeating at"
+            " 2026-12-01 10:00:00 UTC; its lease expired"
+        )
+        hosts = dict(
+            db.execute(
+                "select host_id, status from deployment_run_hosts where run_id = %s", (second,)
+            )
+        )
+        assert hosts == {h[0]: "cancelled", h[1]: "cancelled"}
+        assert deployment_state(db, did)[0] == "cancelled"
+
+
 def test_deployment_status_follows_the_latest_run(db, users, teams):
     dev = users["dev@acme.test"]
     with txn(db):

@@ -354,6 +354,19 @@ begin
   select * into v_active from public.deployment_runs r
    where r.deployment_id = p_deployment.id and r.status in ('queued', 'running')
    limit 1;
+  -- A run whose runner stopped heartbeating does not block the next one, sweeper or
+  -- not: it is lost now. (skip locked: its runner may be finishing it this instant.)
+  if found and v_active.status = 'running' and v_active.lease_expires_at <= now() then
+    select * into v_active from public.deployment_runs r
+     where r.id = v_active.id and r.status = 'running' and r.lease_expires_at <= now()
+     for no key update skip locked;
+    if found then
+      perform private.lose_run(v_active);
+    end if;
+    select * into v_active from public.deployment_runs r
+     where r.deployment_id = p_deployment.id and r.status in ('queued', 'running')
+     limit 1;
+  end if;
   if found then
     if not p_refuse then
       return null;
@@ -519,6 +532,29 @@ begin
 end
 $$;
 
+-- Why a run whose lease lapsed is lost, in one line.
+create or replace function private.lapsed_lease_reason(p_run public.deployment_runs) returns text
+language sql stable
+set search_path = ''
+as $$
+  select format('runner %s stopped heartbeating at %s; its lease expired',
+                coalesce(p_run.runner_name, 'unknown'),
+                to_char(coalesce(p_run.heartbeat_at, p_run.started_at) at time zone 'UTC',
+                        'YYYY-MM-DD HH24:MI:SS "UTC"'))
+$$;
+
+-- A lapsed lease: the run is lost (never requeued). Caller has locked the run.
+create or replace function private.lose_run(p_run public.deployment_runs) returns void
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_error text := private.lapsed_lease_reason(p_run);
+begin
+  perform private.close_run(p_run, 'lost', v_error, 'run lost: ' || v_error);
+end
+$$;
+
 revoke execute on function
   private.deployment_follows_run(), private.deployment_run_logs_append_only(),
   private.deployment_run_state_is_derived(),
@@ -527,7 +563,8 @@ revoke execute on function
   private.queue_run(public.deployments, text, jsonb, timestamptz, uuid, boolean),
   private.held_run(uuid, boolean),
   private.write_run_log(public.deployment_runs, jsonb, boolean),
-  private.close_run(public.deployment_runs, text, text, text)
+  private.close_run(public.deployment_runs, text, text, text),
+  private.lapsed_lease_reason(public.deployment_runs), private.lose_run(public.deployment_runs)
   from public, anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
@@ -598,6 +635,14 @@ begin
            error = private.one_line(format('cancelled by %s before it started',
                                            private.person_label(auth.uid())))
      where r.id = v_run.id;
+  elsif v_run.status = 'running' and v_run.lease_expires_at <= now() then
+    -- Nobody is driving it any more: close it now rather than wait for a sweep.
+    update public.deployment_runs r
+       set cancel_requested_at = now(), cancel_requested_by = auth.uid()
+     where r.id = v_run.id;
+    perform private.close_run(v_run, 'cancelled',
+      format('cancelled by %s; %s', private.person_label(auth.uid()), private.lapsed_lease_reason(v_run)),
+      null);
   elsif v_run.status = 'running' then
     update public.deployment_runs r
        set cancel_requested_at = coalesce(r.cancel_requested_at, now()),
@@ -856,7 +901,6 @@ set search_path = ''
 as $$
 declare
   v_run public.deployment_runs;
-  v_error text;
   v_count integer := 0;
   -- Signed-in runners sweep the teams they run for; service_role (pg_cron) all.
   v_all boolean := auth.role() is distinct from 'authenticated';
@@ -871,11 +915,7 @@ begin
      order by r.lease_expires_at
      for no key update skip locked
   loop
-    v_error := format('runner %s stopped heartbeating at %s; its lease expired',
-                      coalesce(v_run.runner_name, 'unknown'),
-                      to_char(coalesce(v_run.heartbeat_at, v_run.started_at) at time zone 'UTC',
-                              'YYYY-MM-DD HH24:MI:SS "UTC"'));
-    perform private.close_run(v_run, 'lost', v_error, 'run lost: ' || v_error);
+    perform private.lose_run(v_run);
     v_count := v_count + 1;
   end loop;
   return v_count;
