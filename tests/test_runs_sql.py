@@ -269,6 +269,35 @@ def test_nobody_writes_runs_directly(db, users, teams):
         assert one(db, "select status from deployment_runs where id = %s", (run_id,)) == "queued"
 
 
+def test_rollout_settings_are_checked_with_messages_a_person_can_act_on(db, users, teams):
+    with txn(db):
+        did = make_deployment(db, teams["Platform"], 1)
+        become(db, users["dev@acme.test"])
+        for column, value, expected in (
+            (
+                "rollout_batch_size",
+                "0",
+                "rollout batch size '0' is not valid: give a number of hosts",
+            ),
+            ("rollout_batch_size", "150%", "a percentage from 1% to 100% (e.g. 25%)"),
+            ("rollout_batch_size", "two", "is not valid"),
+            ("rollout_max_failures", -1, "rollout max failures must be 0 or more"),
+            ("host_timeout_seconds", 0, "host timeout must be between 1 and 604800 seconds"),
+        ):
+            msg = refused(
+                db,
+                f"update deployments set {column} = %s where id = %s",  # noqa: S608
+                (value, did),
+                errors.CheckViolation,
+            )
+            assert expected in msg, (column, value, msg)
+        db.execute(
+            "update deployments set rollout_batch_size = '25%%', rollout_max_failures = 2,"
+            " host_timeout_seconds = 60 where id = %s",
+            (did,),
+        )
+
+
 # -- claiming and batches -----------------------------------------------------------------------------
 
 

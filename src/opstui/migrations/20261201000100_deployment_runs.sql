@@ -26,6 +26,38 @@ alter table public.deployments drop constraint if exists deployments_host_timeou
 alter table public.deployments add constraint deployments_host_timeout_seconds_check
   check (host_timeout_seconds between 1 and 604800);
 
+-- The same rules with messages a person can act on (the constraints stay the guarantee).
+create or replace function private.check_deployment_rollout() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.rollout_batch_size is null
+     or new.rollout_batch_size !~ '^([1-9][0-9]{0,5}|[1-9][0-9]?%|100%)$' then
+    raise exception using
+      errcode = '23514',
+      message = format('rollout batch size %L is not valid: give a number of hosts (e.g. 2) or a percentage '
+                       'from 1%% to 100%% (e.g. 25%%)', new.rollout_batch_size);
+  end if;
+  if new.rollout_max_failures is null or new.rollout_max_failures < 0 then
+    raise exception using
+      errcode = '23514',
+      message = 'rollout max failures must be 0 or more (0: the first failure stops the hosts not yet started)';
+  end if;
+  if new.host_timeout_seconds is null or new.host_timeout_seconds not between 1 and 604800 then
+    raise exception using
+      errcode = '23514',
+      message = 'host timeout must be between 1 and 604800 seconds (a week)';
+  end if;
+  return new;
+end
+$$;
+drop trigger if exists check_deployment_rollout on public.deployments;
+create trigger check_deployment_rollout
+  before insert or update of rollout_batch_size, rollout_max_failures, host_timeout_seconds
+  on public.deployments for each row execute function private.check_deployment_rollout();
+revoke execute on function private.check_deployment_rollout() from public, anon, authenticated, service_role;
+
 comment on column public.deployments.rollout_batch_size is
   'hosts per batch: a number ("2") or a percentage of the hosts ("25%", at least one host)';
 comment on column public.deployments.rollout_max_failures is
