@@ -20,15 +20,43 @@ from opstui.errors import CliError
 EXIT_RUN_FAILED = 1
 
 
-async def _session(profile: str | None, team: str | None):
-    from opstui.headless import _open
+class _Session:
+    """A signed-in client and the team asked for (None: every team RLS shows), without
+    loading the TUI's snapshot of every table: these commands read a few rows."""
 
-    return await _open(profile, team)
+    def __init__(self, connector, client, team_id: str | None) -> None:
+        self.connector, self.client, self.team_id = connector, client, team_id
 
 
-async def _closing(connector, store) -> None:
-    await store.close()
-    await connector.close()
+async def _session(profile: str | None, team: str | None) -> _Session:
+    from opstui.connect import connector_for
+    from opstui.runs import api
+
+    connector = connector_for(profile)
+    await connector.start()
+    client = await connector.resume()
+    if client is None:
+        await connector.close()
+        raise CliError(f"not signed in to {connector.target.name}; run `opstui login` first")
+    team_id = None
+    if team:
+        try:
+            column = "id" if api._UUID.match(team) else "name"
+            rows = await api._select(
+                client.table("teams").select("id").eq(column, team), "read teams"
+            )
+        except BaseException:
+            await connector.close()
+            raise
+        if not rows:
+            await connector.close()
+            raise CliError(f"no team named {team!r} among your teams; see `opstui teams list`")
+        team_id = str(rows[0]["id"])
+    return _Session(connector, client, team_id)
+
+
+async def _closing(session: _Session) -> None:
+    await session.connector.close()
 
 
 # -- deploy run ---------------------------------------------------------------------------------
@@ -37,7 +65,7 @@ async def _closing(connector, store) -> None:
 async def deploy_run(args: argparse.Namespace) -> int:
     from opstui.runs import api
 
-    connector, store = await _session(args.run_profile or args.profile, args.run_team or args.team)
+    store = await _session(args.run_profile or args.profile, args.run_team or args.team)
     try:
         client = store.client
         deployment = await api.find_deployment(client, args.deployment_name, store.team_id)
@@ -53,7 +81,7 @@ async def deploy_run(args: argparse.Namespace) -> int:
             return 0
         return await follow(client, run_id, as_json=args.json)
     finally:
-        await _closing(connector, store)
+        await _closing(store)
 
 
 class _LinePrinter:
@@ -136,9 +164,7 @@ async def follow(client: Any, run_id: str, *, as_json: bool) -> int:
 async def runs(args: argparse.Namespace) -> int:
     from opstui.runs import api
 
-    connector, store = await _session(
-        args.runs_profile or args.profile, args.runs_team or args.team
-    )
+    store = await _session(args.runs_profile or args.profile, args.runs_team or args.team)
     try:
         client = store.client
         if args.runs_action == "list":
@@ -165,7 +191,7 @@ async def runs(args: argparse.Namespace) -> int:
             return await follow(client, str(run["id"]), as_json=args.json)
         return await _print_log(client, run, as_json=args.json)
     finally:
-        await _closing(connector, store)
+        await _closing(store)
 
 
 def _deployment_name(run: dict) -> str:
