@@ -533,6 +533,25 @@ def test_the_log_is_capped_at_50_mb_with_one_line_saying_what_was_dropped(db, us
         }
 
 
+def test_the_cap_holds_with_real_bytes(db, users, teams):
+    dev = users["dev@acme.test"]
+    mb = "z" * (1024 * 1024 - 1) + "\n"
+    with txn(db):
+        did = make_deployment(db, teams["Platform"], 1)
+        run_id = launch(db, dev, did)
+        h = claim(db, dev)["spec"]["host_ids"][0]
+        for _ in range(13):  # 52 MB in 4 MB calls
+            append(db, run_id, [{"host_id": h, "stream": "stdout", "text": mb}] * 4)
+        db.execute("select finish_deployment_run(%s, 'succeeded', null)", (run_id,))
+        stored, rows, last = db.execute(
+            "select sum(octet_length(text)) filter (where stream <> 'system'), count(*),"
+            " (array_agg(text order by seq desc))[1] from deployment_run_logs where run_id = %s",
+            (run_id,),
+        ).fetchone()
+        assert stored == CAP and rows == 51
+        assert last == f"log capped at 50 MB: {2 * 1024 * 1024} bytes dropped"
+
+
 # -- cancel, retry, leases -------------------------------------------------------------------------
 
 
