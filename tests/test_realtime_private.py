@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import jwt
 import psycopg
 import pytest
 
+from opstui.backend.realtime import REALTIME
+from opstui.backend.realtime_authorization import BROADCAST
 from tests.conftest import demo_user
 from tests.realtime_support import WAIT, raw_sockets, user_token
 
@@ -174,3 +177,18 @@ async def test_a_token_update_to_a_non_member_closes_the_private_channel(
     assert system["payload"]["status"] == "error"
     assert system["payload"]["message"] == refusal(team).removeprefix("Unauthorized: ")
     assert (await sock.recv())["event"] == "phx_close"
+
+
+async def test_policy_checks_only_ever_act_as_an_api_role(backend, backend_info, sign_in):
+    """The checks run on the gateway's privileged pool: a role it may not act as (a
+    superuser's, say) must never be taken on, whatever the claims say."""
+    server = backend._runner.app[REALTIME]
+    topic = team_topic(backend_info)
+    token = await user_token(sign_in, "viewer@acme.test")
+    member = jwt.decode(token, options={"verify_signature": False})
+    assert await server.authorizer.read(member, topic, (BROADCAST,)) == {BROADCAST: True}
+    assert await server.authorizer.write(member, topic, BROADCAST) is True
+    for role in ("supabase_admin", "postgres", "supabase_realtime_admin", "no_such_role"):
+        claims = {**member, "role": role}
+        assert await server.authorizer.read(claims, topic, (BROADCAST,)) == {BROADCAST: False}
+        assert await server.authorizer.write(claims, topic, BROADCAST) is False

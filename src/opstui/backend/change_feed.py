@@ -425,6 +425,9 @@ class TableInfo:
     replica_full: bool = False
 
 
+_MIN_REFRESH = 0.2  # seconds between two reads of the publication
+
+
 class Catalog:
     """Cached catalog facts, read through the superuser pool. Entries expire after `ttl`."""
 
@@ -456,6 +459,11 @@ class Catalog:
         async with self._publication_lock:
             if self._published and self._published[0] >= asked:
                 return self._published[1]  # read by another caller after we asked
+            if (
+                self._published
+                and (wait := self._published[0] + _MIN_REFRESH - time.monotonic()) > 0
+            ):
+                await asyncio.sleep(wait)  # joins for unknown tables cannot hammer the catalog
             started = time.monotonic()
             async with self._pool.connection() as conn:
                 value = await sync_capture(conn)

@@ -235,8 +235,9 @@ class RealtimeServer:
             bindings = parse_bindings(options["config"].get("postgres_changes"))
         except JoinPayloadError as exc:
             return refuse(str(exc))
+        token = payload.get("access_token") or session.api_token
         try:
-            claims = self._verify(payload.get("access_token") or session.api_token)
+            claims = self._verify(token)
         except TokenError as exc:
             return refuse(self._token_message(exc))
         if bindings and not self.listener.ready.is_set():
@@ -246,6 +247,7 @@ class RealtimeServer:
             topic=topic,
             join_ref=join_ref,
             claims=claims,
+            access_token=token,
             private=options["private"],
             broadcast_self=options["broadcast_self"],
             broadcast_ack=options["broadcast_ack"],
@@ -301,8 +303,8 @@ class RealtimeServer:
             )
 
     async def _update_token(self, channel: Channel, token: Any) -> None:
-        if token is None:
-            return  # as Realtime: nothing to update
+        if token is None or token == channel.access_token:
+            return  # as Realtime: nothing to update (and no policy check to repeat)
         try:
             claims = self._verify(token)
         except TokenError as exc:
@@ -319,6 +321,7 @@ class RealtimeServer:
                 self._shut_down(channel, read_revoked(channel.subtopic))
                 return
             channel.policies = ChannelPolicies(read=read)
+        channel.access_token = token
         channel.set_claims(claims)
         self._arm_expiry(channel)
 

@@ -84,7 +84,7 @@ class ChannelAuthorizer:
                             (list(probes.values()),),
                         )
                     ).fetchall()
-        except psycopg.Error as exc:
+        except (psycopg.Error, RoleRefused) as exc:
             log.info("realtime: read policy check failed for %s: %s", subtopic, _first_line(exc))
             return dict.fromkeys(extensions, False)
         seen = {row[0] for row in rows}
@@ -106,16 +106,33 @@ class ChannelAuthorizer:
                             )
                     except errors.InsufficientPrivilege:
                         return False
-        except psycopg.Error as exc:
+        except (psycopg.Error, RoleRefused) as exc:
             log.info("realtime: write policy check failed for %s: %s", subtopic, _first_line(exc))
             return False
         return True
 
 
+class RoleRefused(Exception):
+    pass
+
+
 async def _act_as(conn: psycopg.AsyncConnection, claims: dict[str, Any], subtopic: str) -> None:
-    """Become the caller for the rest of the transaction, exactly as Realtime does."""
+    """Become the caller for the rest of the transaction, exactly as Realtime does.
+
+    This connection may become any role, so the token's role must be one the API may
+    act as (one granted to authenticator), as Realtime's own role is limited to them.
+    """
     role = claims.get("role")
     sub = claims.get("sub")
+    row = await (
+        await conn.execute(
+            "select r.rolname is not null and pg_has_role('authenticator', r.oid, 'MEMBER')"
+            " from (select 1) as one left join pg_roles r on r.rolname = %s",
+            (role,),
+        )
+    ).fetchone()
+    if not (row and row[0]):
+        raise RoleRefused(f"role {role!r} is not an API role")
     await conn.execute(
         "select set_config('role', %s, true), set_config('realtime.topic', %s, true),"
         " set_config('request.jwt.claims', %s, true),"
@@ -126,5 +143,5 @@ async def _act_as(conn: psycopg.AsyncConnection, claims: dict[str, Any], subtopi
     )
 
 
-def _first_line(exc: psycopg.Error) -> str:
+def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -27,6 +27,7 @@ class Channel:
     topic: str
     join_ref: str | int | None
     claims: dict[str, Any]
+    access_token: str | None = None
     private: bool = False
     # Private channels only: what the policies on realtime.messages allow.
     policies: ChannelPolicies | None = None
