@@ -815,3 +815,38 @@ async def test_multirun_stays_responsive_with_a_host_streaming_heavy_output(back
         # The demo SSH server encrypts and pumps those 50 MB in this same event loop, and
         # a full collection of this test process's heap takes ~0.1-0.2 s, so allow 1 s.
         assert max(lags) < 1.0
+
+
+async def test_ctrl_q_in_a_shell_goes_to_the_host_and_quitting_asks_first(
+    backend, backend_info, isolated_ssh
+):
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        _setup_bridge(app, isolated_ssh)
+        hosts = await _hosts_screen(pilot)
+        await _select(pilot, hosts, "lab-web-01")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostKeyScreen), what="host key modal")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen))
+        sessions: SessionsScreen = app.screen
+        session = next(iter(sessions.sessions.values()))
+        await wait_for(pilot, lambda: session.state == "open", what="session open")
+        view = session.view
+        await wait_for(pilot, lambda: app.focused is view)
+        # `cat -v` shows control characters as ^X: ctrl+q must reach it, not quit opstui.
+        await pilot.press(*"stty -ixon; cat -v", "enter")
+        await pilot.press("ctrl+q", "enter")
+        await wait_for(pilot, lambda: any(line.startswith("^Q") for line in view.lines), what="^Q")
+        assert app.is_running and app.screen is sessions
+        await pilot.press("ctrl+c")
+
+        # With the keys back, ctrl+q quits, but asks first while a shell is open.
+        await pilot.press("ctrl+right_square_bracket")
+        await wait_for(pilot, lambda: app.focused is not view)
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        assert "lab-web-01" in str(app.screen.query_one("#detail").content)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is sessions)
+        assert app.is_running and session.state == "open"

@@ -24,6 +24,16 @@ def data_dir() -> Path:
     return Path(override) if override else platformdirs.user_data_path(APP_NAME)
 
 
+def log_dir() -> Path:
+    """Where the TUI logs while it owns the terminal (stderr would paint over it)."""
+    override = os.environ.get("OPSTUI_LOG_DIR")
+    if override:
+        return Path(override)
+    if os.environ.get("OPSTUI_DATA_DIR"):
+        return data_dir() / "logs"
+    return platformdirs.user_log_path(APP_NAME)
+
+
 def config_file() -> Path:
     return config_dir() / "config.toml"
 

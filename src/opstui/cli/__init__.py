@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `opstui deploy list | head -1`: the reader left. Quietly, as Unix tools do;
+        # point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         from opstui.config import ConfigError
         from opstui.session import SignInError

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
 
 
 def run_tui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    return _run_tui(args.profile, args.team)
+    return _run_tui(args.profile, args.team, verbose=args.verbose)
 
 
-def _run_tui(profile: str | None, team: str | None) -> int:
+def _run_tui(profile: str | None, team: str | None, *, verbose: bool = False) -> int:
     # No project configured: boot the embedded backend first, on its own thread, so
     # Postgres starts while the config code (pydantic), the UI and supabase-py are imported.
     background = _start_backend() if _plainly_embedded(profile) else None
@@ -39,8 +39,18 @@ def _run_tui(profile: str | None, team: str | None) -> int:
     from opstui.config import load_config
     from opstui.ui.app import OpsApp
 
+    from opstui.ui.log_notices import logs_to_file
+
     interval = load_config().health_interval_seconds
-    OpsApp(connector, team=team, health_interval=interval).run()
+    app = OpsApp(connector, team=team, health_interval=interval, exit_on_signals=True)
+    try:
+        with logs_to_file(app, verbose=verbose):
+            app.run()
+    finally:
+        # Whatever ended the app (ctrl+q, SIGHUP from a closed terminal, a crash), the
+        # embedded Postgres stops with it; the app's own unmount may have been cut short.
+        if background is not None:
+            background.stop()
     return 0
 
 

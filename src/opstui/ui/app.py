@@ -31,6 +31,16 @@ from opstui.ui.messages import (
 )
 
 MAIN_VIEWS = ("overview", "teams", "hosts", "repositories", "deployments", "cicd")
+# Bound to printable keys: never taken from a form or a text field that has focus.
+TYPED_ACTIONS = {"view", "command_line", "help"}
+
+
+def _typing(screen: Any, focused: Any) -> bool:
+    from textual.widgets import Input, TextArea
+
+    from opstui.ui.screens.form import FormScreen
+
+    return isinstance(screen, FormScreen) or isinstance(focused, Input | TextArea)
 
 
 def _main_screen(name: str) -> Callable[[], Any]:
@@ -81,8 +91,10 @@ class OpsApp(App):
         clock: Callable[[], datetime] | None = None,
         tick_seconds: float = 1.0,
         health_interval: float = 0.0,
+        exit_on_signals: bool = False,
     ) -> None:
         super().__init__()
+        self.exit_on_signals = exit_on_signals
         self.connector = connector
         self.initial_team = team
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -104,6 +116,15 @@ class OpsApp(App):
     # -- connecting -------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        if self.exit_on_signals:
+            # A closed terminal (SIGHUP) or a kill (SIGTERM) ends the app as ctrl+q does,
+            # so the embedded Postgres stops with it instead of outliving the terminal.
+            import asyncio
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.exit)
         self.connect()
         if self.tick_seconds:
             self.set_interval(self.tick_seconds, self._tick)
@@ -200,10 +221,52 @@ class OpsApp(App):
         if hasattr(screen, "tick"):
             screen.tick()
 
+    # -- keys -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        focused = self.focused
+        # In a shell every key goes to the host, ctrl+q included (ctrl+] gives keys back).
+        if action == "quit" and type(focused).__name__ == "TerminalView":
+            return False
+        # Printable keys belong to a form or an input while it has focus.
+        if action in TYPED_ACTIONS and _typing(self.screen, focused):
+            return False
+        return True
+
+    async def action_quit(self) -> None:
+        busy = [summary for summary in self._busy_work() if summary]
+        if not busy:
+            self.exit()
+            return
+        from opstui.ui.screens.confirm import ConfirmScreen
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Quit opstui?",
+                "Still going: " + "; ".join(busy) + ". Quitting closes them.",
+                yes_label="Quit (y)",
+                no_label="Stay (n)",
+            ),
+            decided,
+        )
+
+    def _busy_work(self) -> list[str | None]:
+        """What quitting would cut short: each live screen's own `busy_summary()`."""
+        stacks = getattr(self, "_screen_stacks", {})
+        screens = [screen for stack in stacks.values() for screen in stack]
+        return [screen.busy_summary() for screen in screens if hasattr(screen, "busy_summary")]
+
     # -- navigation -------------------------------------------------------------------------
 
-    def action_view(self, name: str) -> None:
-        self.switch_mode(name)
+    async def action_view(self, name: str) -> None:
+        # A number key always lands on its view's own list, whatever `:` stacked on it.
+        await self.switch_mode(name)
+        while len(self.screen_stack) > 1 and not self.screen.is_modal:
+            await self.pop_screen()
 
     def action_help(self) -> None:
         from opstui.ui.screens.help import HelpScreen
@@ -238,10 +301,14 @@ class OpsApp(App):
 
     def show_resource(self, spec: ResourceSpec) -> None:
         if spec.name in MAIN_VIEWS:
-            self.switch_mode(spec.name)
-        else:
-            from opstui.ui.screens.resource import ResourceScreen
+            self.run_worker(self.action_view(spec.name), exit_on_error=False)
+            return
+        from opstui.ui.screens.resource import ResourceScreen
 
+        # As in k9s, a `:` view replaces a `:` view (esc goes back to the list it came from).
+        if len(self.screen_stack) > 1 and isinstance(self.screen, ResourceScreen):
+            self.switch_screen(ResourceScreen(spec))
+        else:
             self.push_screen(ResourceScreen(spec))
 
     def open_detail(self, spec: ResourceSpec, key: str, *, raw: bool = False) -> None:

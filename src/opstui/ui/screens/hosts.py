@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,20 @@ SSH_ACTIONS = {
     "health": ("select", "marked"),
     "health_all": ("select", "all"),
 }
+
+
+def call_in_foreground(argv: list[str]) -> int:
+    """Run `argv` on the terminal, with ctrl+c meant for it alone.
+
+    ctrl+c at ssh's host-key or password prompt signals the whole foreground
+    process group, opstui included. A no-op handler (not SIG_IGN, which the child
+    would inherit) keeps opstui alive while the child still gets the default.
+    """
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        return subprocess.call(argv, env=os.environ.copy())  # noqa: S603 - no shell
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def native_ssh_argv(target: SshTarget, known_hosts: KnownHosts) -> list[str]:
@@ -145,7 +160,7 @@ class HostsScreen(ResourceScreen):
         try:
             with self.app.suspend():
                 print(f"opstui: {' '.join(argv)}  (exit the shell to return)", flush=True)
-                code = subprocess.call(argv, env=os.environ.copy())  # noqa: S603 - no shell
+                code = call_in_foreground(argv)
         except Exception as exc:  # noqa: BLE001 - e.g. SuspendNotSupported (no real terminal)
             self.notify(
                 f"Cannot suspend here ({type(exc).__name__}); run: {' '.join(argv)}",

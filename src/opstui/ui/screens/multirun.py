@@ -173,6 +173,12 @@ class MultiRunScreen(OpsScreen):
         self._summary_shown = ""
         self.only: str | None = None  # show one host's output (f)
 
+    def busy_summary(self) -> str | None:
+        """What quitting would cut short (the app asks first)."""
+        if self.run is None or self.finished:
+            return None
+        return f"{self.command!r} still running on {len(self.lanes)} host(s)"
+
     def compose_body(self) -> ComposeResult:
         yield Label(Text.assemble(("$ ", "dim"), (self.command, "bold")), id="multirun-command")
         yield DataTable(id="multirun-status", cursor_type="row", zebra_stripes=True)

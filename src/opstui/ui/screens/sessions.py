@@ -105,6 +105,13 @@ class SessionsScreen(OpsScreen):
         active = self.tabs.active
         return self.sessions.get(active) if active else None
 
+    def busy_summary(self) -> str | None:
+        """What quitting would close (the app asks first)."""
+        live = [s.name for s in self.sessions.values() if s.state in ("connecting", "open")]
+        if not live:
+            return None
+        return f"{len(live)} shell(s) open ({', '.join(live)})"
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("attach", "close_session"):
             return self.current is not None

@@ -1,0 +1,94 @@
+"""Keys a k9s user relies on: number keys land on their view, `:` replaces a `:` view,
+esc goes back one step, and a form keeps every printable key it is typed."""
+
+from __future__ import annotations
+
+import logging
+
+from textual.widgets import Select
+
+from opstui.ui.log_notices import logs_to_file
+from opstui.ui.screens.resource import ResourceScreen
+from tests.tui_support import SIZE, make_app, ready, wait_for
+
+
+def _view(app) -> str | None:
+    spec = getattr(app.screen, "spec", None)
+    return spec.name if spec is not None else type(app.screen).__name__
+
+
+async def _command(pilot, text: str) -> None:
+    await pilot.press("colon")
+    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "CommandPrompt")
+    await pilot.press(*text, "enter")
+
+
+async def test_number_keys_land_on_their_view_after_a_colon_view(backend):
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: _view(app) == "hosts")
+        await _command(pilot, "people")
+        await wait_for(pilot, lambda: _view(app) == "profiles", what="people view")
+        # `:` over a `:` view replaces it: one esc gets back to hosts.
+        await _command(pilot, "members")
+        await wait_for(pilot, lambda: _view(app) == "members", what="members view")
+        await pilot.press("0")
+        await wait_for(pilot, lambda: _view(app) == "OverviewScreen")
+        await pilot.press("2")
+        await wait_for(pilot, lambda: _view(app) == "hosts", what="hosts, not profiles")
+        assert len(app.screen_stack) == 1
+        await _command(pilot, "people")
+        await wait_for(pilot, lambda: _view(app) == "profiles")
+        await _command(pilot, "hosts")
+        await wait_for(pilot, lambda: _view(app) == "hosts", what=":hosts shows hosts")
+        await _command(pilot, "people")
+        await wait_for(pilot, lambda: _view(app) == "profiles")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: _view(app) == "hosts", what="esc goes back one step")
+
+
+async def test_digits_typed_on_a_form_select_stay_in_the_form(backend):
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen")
+        form = app.screen
+        form.query_one("#field-type", Select).focus()
+        await pilot.pause()
+        await pilot.press(*"999.1.1.1", "question_mark", "colon")
+        assert app.screen is form, f"the form stays on top, not {type(app.screen).__name__}"
+        assert len(app.screen_stack) == 2
+
+
+async def test_while_the_tui_runs_logs_go_to_a_file_and_problems_to_a_notification(
+    backend, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("OPSTUI_LOG_DIR", str(tmp_path / "logs"))
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        root = logging.getLogger()
+        with logs_to_file(app) as path:
+            assert not any(
+                isinstance(h, logging.StreamHandler)
+                and not isinstance(h, logging.FileHandler)
+                and getattr(h, "stream", None) is not None
+                and getattr(h.stream, "name", "") == "<stderr>"
+                for h in root.handlers
+            ), "nothing writes to the terminal's stderr"
+            logging.getLogger("opstui.backend.gateway").error(
+                "unhandled error on POST /rest/v1/rpc/x\nTraceback (most recent call last): ..."
+            )
+            await wait_for(
+                pilot,
+                lambda: any("unhandled error" in n.message for n in app._notifications),
+                what="a notification",
+            )
+            note = next(n for n in app._notifications if "unhandled error" in n.message)
+            assert "Traceback" not in note.message and str(path) in note.message
+        assert "Traceback (most recent call last)" in path.read_text(), "the file has it all"
