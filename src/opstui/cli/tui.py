@@ -38,7 +38,6 @@ def _run_tui(profile: str | None, team: str | None, *, verbose: bool = False) ->
         connector = Connector(target=Target.from_profile(chosen), email_hint=chosen.email)
     from opstui.config import load_config
     from opstui.ui.app import OpsApp
-
     from opstui.ui.log_notices import logs_to_file
 
     interval = load_config().health_interval_seconds
