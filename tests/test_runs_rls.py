@@ -441,21 +441,66 @@ async def test_deployment_status_follows_the_latest_run_and_edits_do_not_change_
     assert (finished["hosts_done"], finished["hosts_failed"]) == (2, 0)
 
 
-async def test_a_second_client_receives_run_rows_and_log_chunks_live(estate, runner1, watcher):
-    did = deployment(estate, 1)
-    logs: asyncio.Queue = asyncio.Queue()
+async def subscribed(client, topic: str, *bindings: tuple[str, str, str | None]):
+    """One channel with postgres_changes bindings (event, table, filter); a queue per binding."""
     states: asyncio.Queue = asyncio.Queue()
-    channel = watcher.channel(f"runs-live-{did[:8]}").on_postgres_changes(
-        "INSERT", logs.put_nowait, schema="public", table="deployment_run_logs",
-        filter=f"team_id=eq.{estate.team}",
-    )  # fmt: skip
+    channel = client.channel(topic)
+    queues = []
+    for event, table, flt in bindings:
+        q: asyncio.Queue = asyncio.Queue()
+        kwargs = {"filter": flt} if flt else {}
+        channel.on_postgres_changes(event, q.put_nowait, schema="public", table=table, **kwargs)
+        queues.append(q)
     await channel.subscribe(lambda state, err: states.put_nowait((state.value, err)))
     state, err = await asyncio.wait_for(states.get(), WAIT)
     assert state == "SUBSCRIBED", err
+    return queues
+
+
+async def test_a_team_member_receives_log_chunks_live_and_another_tenant_does_not(
+    estate, runner1, watcher, client_for, backend_info
+):
+    did = deployment(estate, 1)
+    (logs,) = await subscribed(
+        watcher,
+        f"runs-live-{did[:8]}",
+        ("INSERT", "deployment_run_logs", f"team_id=eq.{estate.team}"),
+    )
+    outsider_user = demo_user(backend_info, "developer")
+    outsider = await client_for(outsider_user["email"])
+    outsider_team = outsider_user["team_ids"][0]
+    stolen, marker = await subscribed(
+        outsider,
+        f"runs-outsider-{did[:8]}",
+        ("*", "deployment_run_logs", None),
+        ("INSERT", "hosts", f"team_id=eq.{outsider_team}"),
+    )
     run_id = await rpc(runner1, "launch_deployment", p_deployment_id=did)
     await claim(runner1)
     await rpc(runner1, "append_run_log", p_run_id=run_id,
               p_chunks=[{"host_id": estate.hosts[0], "stream": "stdout", "text": "live line\n"}])  # fmt: skip
     record = (await asyncio.wait_for(logs.get(), WAIT))["data"]["record"]
     assert (record["run_id"], record["seq"], record["text"]) == (run_id, 1, "live line\n")
+    # A change the outsider may see, committed after the log chunk: once it arrives,
+    # the chunk would have arrived before it (changes go out in commit order).
+    host = str(uuid.uuid4())
+    _x(estate.db, "insert into hosts (id, name, type, ip, team_id) values (%s, 'rt-marker', 'ssh',"
+       " '127.0.0.1', %s)", (host, outsider_team))  # fmt: skip
+    try:
+        seen = (await asyncio.wait_for(marker.get(), WAIT))["data"]["record"]
+        assert seen["id"] == host
+        assert stolen.empty()
+    finally:
+        _x(estate.db, "delete from hosts where id = %s", (host,))
     await rpc(runner1, "finish_deployment_run", p_run_id=run_id, p_status="succeeded")
+
+
+async def test_anon_can_call_no_run_function(backend_info, estate):
+    anon = await acreate_client(backend_info.url, backend_info.anon_key)
+    for fn, args in (
+        ("launch_deployment", {"p_deployment_id": str(uuid.uuid4())}),
+        ("claim_deployment_run", {"p_runner_name": "anon"}),
+        ("expire_deployment_run_leases", {}),
+        ("append_run_log", {"p_run_id": str(uuid.uuid4()), "p_chunks": []}),
+    ):
+        await refused(anon.rpc(fn, args).execute(), "42501")
