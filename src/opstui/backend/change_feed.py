@@ -4,7 +4,9 @@ pgserver has no wal2json and runs with `wal_level=replica`, so instead of a
 logical replication slot every table in publication `supabase_realtime` gets
 one generic AFTER ROW trigger. It sends the change as JSON with `pg_notify`;
 payloads too large for NOTIFY (8000 bytes) go through a queue table and only
-their id is notified. Notifications reach listeners in commit order.
+their id is notified. Notifications reach listeners in commit order. The
+triggers follow the publication while the gateway runs (`sync_capture`): a
+table added to it later is captured as soon as a join asks for it.
 
 This module knows nothing about WebSockets: `realtime.py` decides who sees what.
 """
