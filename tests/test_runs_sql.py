@@ -495,6 +495,24 @@ def test_log_seq_is_strictly_increasing_and_chunks_are_checked(db, users, teams)
         refused(db, "update deployment_run_logs set text = 'x' where run_id = %s", (run_id,))
 
 
+def test_appends_continue_after_a_log_written_directly(db, users, teams):
+    """A seeded (or imported) running run with log rows and next_seq left at 0."""
+    dev = users["dev@acme.test"]
+    with txn(db):
+        did = make_deployment(db, teams["Platform"], 1)
+        run_id = launch(db, dev, did)
+        claim(db, dev)
+        become(db, None)
+        db.execute(
+            "insert into deployment_run_logs (run_id, seq, stream, text, team_id)"
+            " select id, g, 'stdout', 'seeded', team_id from deployment_runs, generate_series(1, 3) g"
+            " where id = %s",
+            (run_id,),
+        )
+        become(db, dev)
+        assert append(db, run_id, [{"host_id": None, "stream": "system", "text": "next"}]) == 4
+
+
 def test_the_log_is_capped_at_50_mb_with_one_line_saying_what_was_dropped(db, users, teams):
     dev = users["dev@acme.test"]
     with txn(db):

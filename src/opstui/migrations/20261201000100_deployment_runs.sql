@@ -473,8 +473,13 @@ declare
   v_kept_bytes bigint;
   v_all_bytes bigint;
 begin
+  -- First append of a run: start from the run row's counters, and past any log a seed
+  -- (or an import) wrote directly (one backward step on deployment_run_logs_seq_key).
   insert into private.deployment_run_log_state as s (run_id, next_seq, log_bytes, dropped_bytes)
-  values (p_run.id, p_run.next_seq, p_run.log_bytes, p_run.log_dropped_bytes)
+  values (p_run.id,
+          greatest(p_run.next_seq, (select coalesce(max(l.seq), 0) from public.deployment_run_logs l
+                                    where l.run_id = p_run.id)),
+          p_run.log_bytes, p_run.log_dropped_bytes)
   on conflict (run_id) do update set next_seq = s.next_seq
   returning * into v_state;
 
