@@ -25,6 +25,8 @@ class Column:
     width: int | None = None
     # "progress" columns show `key` of `of` ("3/5"); dotted keys read into JSON ("spec.name").
     of: str | None = None
+    # A foreign key shown by name: (table the store holds, the column people read).
+    ref: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ RESOURCES: dict[str, ResourceSpec] = {
             order_by="created_at",
             label_key="profile_id",
             columns=(
-                Column("profile_id", "MEMBER", width=30),
+                Column("profile_id", "MEMBER", width=30, ref=("profiles", "email")),
                 Column("role", "ROLE"),
                 Column("created_at", "AGE", "time"),
             ),
@@ -203,7 +205,7 @@ RESOURCES: dict[str, ResourceSpec] = {
             order_by="resource_type",
             label_key="resource_type",
             columns=(
-                Column("profile_id", "MEMBER", width=30),
+                Column("profile_id", "MEMBER", width=30, ref=("profiles", "email")),
                 Column("resource_type", "RESOURCE"),
                 Column("can_select", "SELECT", "bool"),
                 Column("can_insert", "INSERT", "bool"),
@@ -237,8 +239,8 @@ RESOURCES: dict[str, ResourceSpec] = {
             order_by="created_at",
             label_key="build_number",
             columns=(
-                Column("deployment_id", "DEPLOYMENT", width=30),
-                Column("cicd_job_id", "JOB", width=30),
+                Column("deployment_id", "DEPLOYMENT", width=30, ref=("deployments", "name")),
+                Column("cicd_job_id", "JOB", width=30, ref=("cicd_jobs", "name")),
                 Column("build_number", "BUILD"),
                 Column("build_url", "URL", width=36),
             ),
@@ -285,7 +287,10 @@ RESOURCES: dict[str, ResourceSpec] = {
             primary_key=("profile_id", "repository_id"),
             order_by="created_at",
             label_key="repository_id",
-            columns=(Column("repository_id", "REPOSITORY"), Column("created_at", "PINNED", "time")),
+            columns=(
+                Column("repository_id", "REPOSITORY", ref=("repositories", "name")),
+                Column("created_at", "PINNED", "time"),
+            ),
         ),
     )
 }

@@ -220,6 +220,14 @@ class Store:
     def row(self, table: str, key: str) -> dict[str, Any] | None:
         return self.tables[table].rows.get(key)
 
+    def label(self, ref: tuple[str, str], key: Any) -> str | None:
+        """What people read for a foreign key (`("profiles", "email")`, an id), if held."""
+        table, column = ref
+        state = self.tables.get(table)
+        row = state.rows.get(str(key)) if state is not None else None
+        value = row.get(column) if row is not None else None
+        return str(value) if value not in (None, "") else None
+
     def is_complete(self, table: str) -> bool:
         return self.tables[table].complete
 

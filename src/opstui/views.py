@@ -74,8 +74,17 @@ def cell_value(row: dict[str, Any], key: str) -> Any:
     return value
 
 
-def format_cell(column: Column, row: dict[str, Any], now: datetime) -> str:
+# (the referenced table and column, the key) -> what people read, or None if unknown.
+Labels = Callable[[tuple[str, str], Any], str | None]
+
+
+def format_cell(
+    column: Column, row: dict[str, Any], now: datetime, labels: Labels | None = None
+) -> str:
     value = cell_value(row, column.key)
+    if column.ref is not None and labels is not None and value is not None:
+        # Names, not ids: a member is an email, a mapping's job is the job's name.
+        return labels(column.ref, value) or str(value)
     if column.kind == "time":
         moment = parse_time(value)
         return human_span((now - moment).total_seconds()) if moment else ""

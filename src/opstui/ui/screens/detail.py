@@ -118,6 +118,36 @@ def related_rows(
     return sections
 
 
+# Foreign keys in a detail view read as names: (table, column) -> (referenced table, label).
+FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("*", "repository_id"): ("repositories", "name"),
+    ("*", "cicd_provider_id"): ("cicd_providers", "name"),
+    ("*", "team_id"): ("teams", "name"),
+    ("*", "deployment_id"): ("deployments", "name"),
+    ("*", "cicd_job_id"): ("cicd_jobs", "name"),
+    ("*", "job_id"): ("cicd_jobs", "name"),
+    ("*", "host_ids"): ("hosts", "name"),
+    ("*", "host_id"): ("hosts", "name"),
+    ("*", "profile_id"): ("profiles", "email"),
+    ("*", "creator_id"): ("profiles", "email"),
+    ("*", "user_id"): ("profiles", "email"),
+    ("*", "requested_by"): ("profiles", "email"),
+    ("repositories", "provider_id"): ("git_providers", "name"),
+    ("cicd_jobs", "provider_id"): ("cicd_providers", "name"),
+}
+
+
+def _named_cell(store: Any, table: str, name: str, value: Any) -> str:
+    """A field's value; a foreign key as `name (id)`, so no one has to read a UUID."""
+    ref = FOREIGN_KEYS.get((table, name)) or FOREIGN_KEYS.get(("*", name))
+    if ref is None or store is None or value in (None, "", []):
+        return _cell(value)
+    if isinstance(value, list):
+        return ", ".join(store.label(ref, item) or str(item) for item in value)
+    label = store.label(ref, value)
+    return f"{label}  ({value})" if label else _cell(value)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "✓" if value else "·"
@@ -203,7 +233,7 @@ class DetailScreen(OpsScreen):
         fields.add_column(style="bold cyan", no_wrap=True)
         fields.add_column()
         for name in sorted(row):
-            fields.add_row(name, _cell(row[name]))
+            fields.add_row(name, _named_cell(store, self.spec.table, name, row[name]))
         parts: list[Any] = [fields]
         for title, rows, columns in related_rows(store, self.spec, row, self._extra):
             section = Table(title=f"{title} ({len(rows)})", title_justify="left", expand=True)

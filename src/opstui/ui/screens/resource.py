@@ -56,8 +56,14 @@ class ResourceScreen(OpsScreen):
         super().__init__(**kwargs)
         self.spec = spec
 
+    def _label_of(self, ref: tuple[str, str], key: object) -> str | None:
+        store = self.app.store
+        return store.label(ref, key) if store is not None else None
+
     def compose_body(self) -> ComposeResult:
-        table = ResourceTable(spec=self.spec, id="table", clock=self.app.clock)
+        table = ResourceTable(
+            spec=self.spec, id="table", clock=self.app.clock, labels=self._label_of
+        )
         table.border_title = self.spec.title
         yield table
         yield Input(placeholder="filter: fuzzy · regex · !invert", id="filter", classes="hidden")

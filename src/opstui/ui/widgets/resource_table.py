@@ -22,7 +22,7 @@ from textual.strip import Strip
 
 from opstui.resources import ResourceSpec
 from opstui.store import keep_snapshot_out_of_gc
-from opstui.views import TableView, format_cell, is_ticking
+from opstui.views import Labels, TableView, format_cell, is_ticking
 
 # Status words to the component class that colours them (see app.tcss).
 STATUS_CLASSES = {
@@ -138,12 +138,14 @@ class ResourceTable(ScrollView, can_focus=True):
         spec: ResourceSpec,
         *,
         clock: Any = None,
+        labels: Labels | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.spec = spec
+        self.labels = labels  # names for foreign keys, from rows the store holds
         self.view = TableView(spec.columns, clock=clock)
         self._widths = [max(len(c.label), c.width or 0, 4) for c in spec.columns]
         self._highlighted: str | None = None
@@ -298,7 +300,7 @@ class ResourceTable(ScrollView, can_focus=True):
             row = self.view.rows[self.view.key_at(index)]
             for i, column in enumerate(self.spec.columns):
                 if column.width is None:
-                    widths[i] = max(widths[i], min(40, cell_len(format_cell(column, row, now))))
+                    widths[i] = max(widths[i], min(40, cell_len(format_cell(column, row, now, self.labels))))
         self._widths = widths
 
     def _grow_widths(self, row: dict[str, Any]) -> None:
@@ -306,7 +308,7 @@ class ResourceTable(ScrollView, can_focus=True):
         for i, column in enumerate(self.spec.columns):
             if column.width is None:
                 self._widths[i] = max(
-                    self._widths[i], min(40, cell_len(format_cell(column, row, now)))
+                    self._widths[i], min(40, cell_len(format_cell(column, row, now, self.labels)))
                 )
 
     def _total_width(self) -> int:
@@ -367,7 +369,7 @@ class ResourceTable(ScrollView, can_focus=True):
         cursor_style = self._component_style("resource-table--cursor") if cursor else None
         segments = [Segment("●" if marked else " ", cursor_style or base)]
         for column, width in zip(self.spec.columns, self._widths, strict=True):
-            text = format_cell(column, row, now)
+            text = format_cell(column, row, now, self.labels)
             style = base
             if column.kind == "status" and text:
                 status_class = STATUS_CLASSES.get(text.lower())
