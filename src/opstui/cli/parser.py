@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from opstui.cli import deploy, runner, runs, serve, session, ssh
+from opstui.cli import cicd, deploy, runner, runs, serve, session, ssh
 
 # Resources whose headless actions grow beyond `list`: name -> adds its extra actions.
 _EXTRA_ACTIONS = {
     "hosts": ssh.add_hosts_check,
     "deployments": deploy.add_actions,
+    "cicd": cicd.add_actions,
 }
 # Resources with a command group of their own (not the generic `list` parser).
-_OWN_GROUPS = {"runs"}
+_OWN_GROUPS = {"runs", "builds"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_watch(commands)
     ssh.add_commands(commands)
     runs.add_commands(commands)
+    cicd.add_commands(commands)
     runner.add_commands(commands)
     return parser
 

@@ -81,6 +81,12 @@ class SeqMerge:
 
 
 class RunLogFollower:
+    # What is followed; BuildLogFollower (opstui.cicd.logstream) follows a build's log instead.
+    log_table = "deployment_run_logs"
+    key_column = "run_id"
+    parent_table = "deployment_runs"
+    what = "run"
+
     def __init__(self, client: Any, run_id: str, *, follow: bool = True, after: int = 0,
                  poll_interval: float = 2.0) -> None:  # fmt: skip
         self.client = client
@@ -94,13 +100,13 @@ class RunLogFollower:
         self._finished = asyncio.Event()
 
     async def _subscribe(self) -> None:
-        channel = self.client.channel(f"opstui-runlog:{self.run_id}:{uuid.uuid4().hex[:8]}")
+        channel = self.client.channel(f"opstui-{self.what}log:{self.run_id}:{uuid.uuid4().hex[:8]}")
         channel.on_postgres_changes(
-            "INSERT", schema="public", table="deployment_run_logs",
-            filter=f"run_id=eq.{self.run_id}", callback=self._on_log,
+            "INSERT", schema="public", table=self.log_table,
+            filter=f"{self.key_column}=eq.{self.run_id}", callback=self._on_log,
         )  # fmt: skip
         channel.on_postgres_changes(
-            "UPDATE", schema="public", table="deployment_runs",
+            "UPDATE", schema="public", table=self.parent_table,
             filter=f"id=eq.{self.run_id}", callback=self._on_run,
         )  # fmt: skip
         joined = asyncio.Event()
@@ -113,6 +119,11 @@ class RunLogFollower:
         self._channel = channel
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(joined.wait(), 5)
+
+    _columns = "seq,host_id,stream,text,created_at"
+
+    async def _parent(self) -> dict | None:
+        return await api.get_run(self.client, self.run_id)
 
     def _on_log(self, payload: dict) -> None:
         record = payload.get("data", payload).get("record") or {}
@@ -129,14 +140,14 @@ class RunLogFollower:
 
     async def _page(self, after: int, until: int | None = None) -> list[LogChunk]:
         query = (
-            self.client.table("deployment_run_logs")
-            .select("seq,host_id,stream,text,created_at")
-            .eq("run_id", self.run_id)
+            self.client.table(self.log_table)
+            .select(self._columns)
+            .eq(self.key_column, self.run_id)
             .gt("seq", after)
         )
         if until is not None:
             query = query.lte("seq", until)
-        rows = await api._select(query.order("seq").limit(PAGE), "read the run's log")
+        rows = await api._select(query.order("seq").limit(PAGE), f"read the {self.what}'s log")
         return [LogChunk.from_row(r) for r in rows]
 
     async def _stored(self) -> AsyncIterator[list[LogChunk]]:
@@ -153,9 +164,9 @@ class RunLogFollower:
         try:
             if self.follow:
                 await self._subscribe()
-            self.run = await api.get_run(self.client, self.run_id)
+            self.run = await self._parent()
             if self.run is None:
-                raise api.RunsError(f"no run {self.run_id} (or it is not in your teams)")
+                raise api.RunsError(f"no {self.what} {self.run_id} (or it is not in your teams)")
             async for ready in self._stored():
                 yield ready
             if not self.follow:
@@ -172,7 +183,7 @@ class RunLogFollower:
                     first = await asyncio.wait_for(self._live.get(), self.poll_interval)
                 except TimeoutError:
                     first = None
-                    fresh = await api.get_run(self.client, self.run_id)
+                    fresh = await self._parent()
                     if fresh:
                         self.run = fresh
                         if fresh.get("status") in api.TERMINAL:
