@@ -612,6 +612,31 @@ async def test_ssh_keys_hidden_without_execute_permission(backend):
         assert not isinstance(app.screen, RunPrompt)
 
 
+async def test_a_viewers_health_check_is_shown_not_recorded_and_says_why(
+    backend, backend_info, isolated_ssh
+):
+    from opstui.ssh.health import NOT_PERMITTED
+
+    app = make_app(backend, "viewer@acme.test")
+    async with app.run_test(size=SIZE) as pilot:
+        bridge = _setup_bridge(app, isolated_ssh)
+        _trust(bridge, backend, "lab-web-01")
+        hosts = await _hosts_screen(pilot)
+        row = await _select(pilot, hosts, "lab-web-01")
+        state = "select status, last_checked_at, health from hosts where id = %s"
+        before = _db(backend_info, state, (row["id"],))
+        await pilot.press("h")
+        await wait_for(
+            pilot,
+            lambda: any(NOT_PERMITTED in n.message for n in app._notifications),
+            what="told why nothing was recorded",
+        )
+        # The viewer sees their own result (no password for them: auth_failed)...
+        assert any("1 auth_failed" in n.message for n in app._notifications)
+        # ...and the team's record of the host is untouched.
+        assert _db(backend_info, state, (row["id"],)) == before
+
+
 def test_native_ssh_argv_uses_the_same_target_and_both_known_hosts(tmp_path):
     from opstui.ssh.target import SshTarget
 
