@@ -11,6 +11,7 @@ import time
 import aiohttp
 import pytest
 
+from opstui.backend import gateway
 from opstui.backend.realtime import REALTIME, TOO_MANY_CHANNELS
 from tests.conftest import demo_user
 from tests.realtime_support import SLOW, WAIT, host_writer, raw_sockets, user_token
@@ -169,3 +170,15 @@ async def test_frames_for_unknown_vsn_binary_junk_and_huge_nesting_are_ignored(r
     incomplete = await sock.recv(WAIT)
     assert incomplete["ref"] == "7" and incomplete["payload"]["status"] == "error"
     assert (await sock.heartbeat())["payload"]["status"] == "ok"
+
+
+async def test_a_connection_that_never_finishes_its_upgrade_is_closed(backend, monkeypatch):
+    monkeypatch.setattr(gateway, "FIRST_REQUEST_TIMEOUT", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", backend.port)
+    try:
+        writer.write(b"GET /realtime/v1/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Upgrade: websocket\r\n")  # fmt: skip
+        await writer.drain()  # ... and the rest of the headers never come
+        assert await asyncio.wait_for(reader.read(), SLOW) == b""
+    finally:
+        writer.close()

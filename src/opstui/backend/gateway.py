@@ -9,6 +9,7 @@ PostgREST does, so Postgres itself enforces RLS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -311,6 +312,7 @@ async def transaction_as(
 # aiohttp's defaults, stated: a longer request line gets 414, a longer header 431.
 MAX_LINE_SIZE = 8190
 MAX_FIELD_SIZE = 8190
+FIRST_REQUEST_TIMEOUT = 10.0  # seconds from connecting to a whole request line and headers
 
 
 class _GatewayRequestHandler(RequestHandler):
@@ -359,6 +361,34 @@ class _GatewayRequestHandler(RequestHandler):
         )
         response.force_close()
         return response
+
+    # A connection that sends no whole request in time is closed: slow-loris clients,
+    # WebSocket upgrades that never finish. aiohttp alone waits its keep-alive timeout.
+    _first_request_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._first_request_deadline = asyncio.get_running_loop().call_later(
+            FIRST_REQUEST_TIMEOUT, self._first_request_overdue
+        )
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._request_count and self._first_request_deadline is not None:
+            self._first_request_deadline.cancel()
+            self._first_request_deadline = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._first_request_deadline is not None:
+            self._first_request_deadline.cancel()
+            self._first_request_deadline = None
+        super().connection_lost(exc)
+
+    def _first_request_overdue(self) -> None:
+        self._first_request_deadline = None
+        if not self._request_count:
+            self.logger.info("closed a connection that sent no whole request in time")
+            self.force_close()
 
 
 class _GatewayServer(web.Server):
