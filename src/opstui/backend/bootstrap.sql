@@ -43,7 +43,10 @@ alter role authenticated nologin inherit nobypassrls;
 alter role service_role nologin inherit bypassrls;
 alter role authenticator login noinherit nobypassrls;
 
--- Supabase's timeouts: a runaway API request is cancelled by Postgres itself.
+-- Supabase's timeouts. The gateway's connections log in as authenticator, so
+-- every API request runs under its 8 s limits; a session running as anon or
+-- authenticated gets theirs (PostgREST also applies the impersonated role's
+-- settings per request, which the gateway does not yet).
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
 alter role authenticator set statement_timeout = '8s';
