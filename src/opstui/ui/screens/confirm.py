@@ -22,8 +22,9 @@ class ConfirmScreen(ModalScreen[bool]):
         *,
         yes_label: str = "Delete (y)",
         no_label: str = "Keep (n)",
+        classes: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(classes=classes)
         self.question = question
         self.detail = detail
         self.yes_label = yes_label

@@ -435,7 +435,11 @@ class RunScreen(OpsScreen):
 
         self.app.push_screen(
             ConfirmScreen(
-                f"Run {run_label(run)} again?", detail, yes_label="Run (y)", no_label="Cancel (n)"
+                f"Run {run_label(run)} again?",
+                detail,
+                yes_label="Run (y)",
+                no_label="Cancel (n)",
+                classes="wide",
             ),
             decided,
         )

@@ -503,8 +503,8 @@ class LogPane(Vertical):
 
     BINDINGS = [
         Binding("slash", "search", "Search log", id="log.search"),
-        Binding("n", "find(True)", "Next match", id="log.next"),
-        Binding("N", "find(False)", "Previous match", id="log.previous"),
+        Binding("n", "find(True)", "Next match", show=False, id="log.next"),
+        Binding("N", "find(False)", "Previous match", show=False, id="log.previous"),
         Binding("w", "toggle_wrap", "Wrap", id="log.wrap"),
         Binding("t", "toggle_timestamps", "Timestamps", id="log.timestamps"),
         Binding("h", "next_source", "Host: one/all", id="log.host"),
