@@ -388,7 +388,10 @@ class OpsApp(App):
                 self.launch_deployment(row)
 
         self.push_screen(
-            ConfirmScreen(question, detail, yes_label="Run (y)", no_label="Cancel (n)"), decided
+            ConfirmScreen(
+                question, detail, yes_label="Run (y)", no_label="Cancel (n)", classes="wide"
+            ),
+            decided,
         )
 
     @work(group="writes", exit_on_error=False)
