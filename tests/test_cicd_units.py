@@ -75,3 +75,27 @@ def test_rate_limit_hints():
     assert _retry_after(httpx.Headers({}), now) is None
     assert _exhausted(httpx.Headers({"X-RateLimit-Remaining": "0"}))
     assert not _exhausted(httpx.Headers({"RateLimit-Remaining": "5"}))
+
+
+def test_the_provider_form_checks_each_types_config():
+    from pydantic import ValidationError
+
+    from opstui.models import CicdProviderForm
+
+    def errors(**row) -> str:
+        try:
+            CicdProviderForm.model_validate({"name": "p", "url": "https://ci.example", **row})
+        except ValidationError as exc:
+            return str(exc)
+        return ""
+
+    assert errors(type="jenkins", config={"username": "u", "api_token": "t"}) == ""
+    assert 'Jenkins needs "api_token"' in errors(type="jenkins", config={"username": "u"})
+    assert 'Jenkins needs "username"' in errors(type="jenkins", config={"api_token": "t"})
+    assert errors(type="jenkins", config={"username": "u", "secret_keys": ["api_token"]}) == ""  # edit
+    assert 'GitHub needs "owner" and "repo"' in errors(type="github", config={"token": "t"})
+    assert errors(type="github_actions", config={"repository": "o/r", "auth": {"token": "t"}}) == ""
+    assert 'GitLab needs "project"' in errors(type="gitlab", config={"token": "t"})
+    assert "must not carry credentials" in errors(
+        type="gitlab", url="https://u:t@gitlab.example", config={"project": "g/a", "token": "t"}
+    )

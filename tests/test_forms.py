@@ -57,6 +57,7 @@ def _fill(form, name_value: str, table: str, *, optional: bool, git_provider: st
             form.query_one("#field-environment_vars", TextArea).text = "LEVEL=info"
     elif table == "cicd_providers":
         form.query_one("#field-url", Input).value = "http://127.0.0.1:9"
+        form.query_one("#field-config", TextArea).text = '{"username": "ci", "api_token": "form-test-token"}'
         if optional:
             form.query_one("#field-port", Input).value = "8080"
 

@@ -198,16 +198,69 @@ class DeploymentForm(FormModel):
         return variables
 
 
+_TOKEN_KEYS = ("api_token", "token", "password", "access_token", "private_token")
+
+
+def _config_has(config: dict[str, Any], *names: str) -> bool:
+    """A non-empty key among `names` at any depth, or a stored secret at such a path."""
+    stored = {str(k).rsplit(".", 1)[-1] for k in config.get("secret_keys") or []}
+    if stored & set(names):
+        return True
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            return any((k in names and v not in (None, "")) or walk(v) for k, v in node.items())
+        return isinstance(node, list) and any(walk(v) for v in node)
+
+    return walk(config)
+
+
 class CicdProviderForm(FormModel):
+    """Jenkins: URL, user and API token; GitHub: API URL, owner/repo and token; GitLab: URL,
+    project and token. Tokens go into `config` and the database moves them to the write-only
+    secret store at once (any depth), so they are never read back."""
+
     name: NonEmpty
-    type: Literal["jenkins", "github_actions", "gitlab_ci", "circleci"] = "jenkins"
+    type: Literal["jenkins", "github", "gitlab"] = "jenkins"
     url: NonEmpty
     port: Port | None = None
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> Any:
+        return {"github_actions": "github", "gitlab_ci": "gitlab"}.get(value, value)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if "@" in value.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not carry credentials; put the user and token in config")
         return value
+
+    @model_validator(mode="after")
+    def _config(self) -> CicdProviderForm:
+        config = self.config
+        token = _config_has(config, *_TOKEN_KEYS)
+        if self.type == "jenkins":
+            if not _config_has(config, "username", "user"):
+                raise ValueError('config: Jenkins needs "username" (the user the API token belongs to)')
+            if not token:
+                raise ValueError('config: Jenkins needs "api_token" (User > Security > API Token)')
+        elif self.type == "github":
+            repository = config.get("repository")
+            has_repo = (config.get("owner") and config.get("repo")) or (
+                isinstance(repository, str) and repository.count("/") == 1
+            )
+            if not has_repo:
+                raise ValueError('config: GitHub needs "owner" and "repo" (or "repository": "owner/repo")')
+            if not token:
+                raise ValueError('config: GitHub needs "token" (actions:write on the repository)')
+        elif self.type == "gitlab":
+            if not _config_has(config, "project", "project_id"):
+                raise ValueError('config: GitLab needs "project" (a path like group/app, or its id)')
+            if not token:
+                raise ValueError('config: GitLab needs "token" (a token with the api scope)')
+        return self

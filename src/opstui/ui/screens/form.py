@@ -20,11 +20,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, SelectionList, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionList, TextArea
 
 from opstui.models import CicdProviderForm, DeploymentForm, EnvVar, HostForm, RepositoryForm
 from opstui.resources import ResourceSpec
 from opstui.store import StoreError
+from opstui.ui.widgets.footer import OpsFooter
 
 FORMS: dict[str, type[BaseModel]] = {
     "hosts": HostForm,
@@ -110,7 +111,7 @@ class FormScreen(Screen):
             with Horizontal(id="form-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
-        yield Footer()
+        yield OpsFooter()
 
     def on_mount(self) -> None:
         # Focus the first field, so typed keys go into the form, never to view bindings.
@@ -212,6 +213,11 @@ class FormScreen(Screen):
                 text = widget.value.strip()
                 if text:
                     values[name] = text
+        stored = ((self.row or {}).get("config") or {}).get("secret_keys")
+        if stored and isinstance(values.get("config"), dict):
+            # Stored secrets are never shown; their names let validation see they exist
+            # (the database recomputes this list on write).
+            values["config"] = {**values["config"], "secret_keys": stored}
         return values
 
     @staticmethod
