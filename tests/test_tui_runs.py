@@ -432,7 +432,7 @@ async def test_the_log_has_no_gap_and_no_duplicate_when_chunks_arrive_while_it_l
         await ready(pilot)
         writing = asyncio.ensure_future(write(80))
         app.open_run(run_id)
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.is_mounted)
         await writing
         pane = app.screen.query_one(LogPane)
         await wait_for(pilot, lambda: pane.last_seq == 200, what="every chunk", timeout=30)
@@ -478,3 +478,37 @@ async def test_every_team_member_sees_the_run_live(backend, core, sign_in):
         await api.finish(runner, run_id, "succeeded")
         await wait_for(other, lambda: "succeeded" in _header(dev))
         await wait_for(other, lambda: listing.view.rows[run_id]["status"] == "succeeded")
+
+
+async def test_a_big_stored_log_opens_at_its_tail(backend, core, sign_in, monkeypatch):
+    import opstui.run_watch as run_watch
+
+    runner = await sign_in(RUNNER)
+    run_id = await api.launch(runner, core["deployment"])
+    await _claim(runner, run_id)
+    host = core["hosts"][0][0]
+    for start in range(0, 100, 20):  # 100 chunks of 100 bytes, 20 to a call
+        chunks = [
+            {"host_id": host, "stream": "stdout", "text": f"chunk {n:03d} ".ljust(99, ".") + "\n"}
+            for n in range(start + 1, start + 21)
+        ]
+        await api.append_log(runner, run_id, chunks)
+    # Only the newest 2 KB are read at open: the viewer's scrollback is capped anyway.
+    monkeypatch.setattr(run_watch, "TAIL_BYTES", 2000)
+    app = make_app(backend, USER)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.open_run(run_id)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.is_mounted)
+        pane = app.screen.query_one(LogPane)
+        await wait_for(pilot, lambda: pane.last_seq == 100, what="the tail")
+        lines = pane.view.plain_lines
+        assert "80 earlier log chunks not loaded" in lines[0]
+        assert [line.split(" │ ")[1][:9] for line in lines[1:]] == [
+            f"chunk {n:03d}" for n in range(81, 101)
+        ]
+        # What arrives next follows on, as usual.
+        await api.append_log(runner, run_id, [{"host_id": host, "stream": "stdout", "text": "next\n"}])
+        await wait_for(pilot, lambda: pane.last_seq == 101)
+        assert pane.view.plain_lines[-1].endswith("│ next") and pane.gaps == []
+    await api.finish(runner, run_id, "succeeded")
