@@ -92,3 +92,46 @@ async def test_while_the_tui_runs_logs_go_to_a_file_and_problems_to_a_notificati
             note = next(n for n in app._notifications if "unhandled error" in n.message)
             assert "Traceback" not in note.message and str(path) in note.message
         assert "Traceback (most recent call last)" in path.read_text(), "the file has it all"
+
+
+async def test_the_command_line_suggests_and_tab_completes_resources_and_teams(backend):
+    from textual.widgets import Input
+
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("colon")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPrompt")
+        prompt = app.screen
+        field = prompt.query_one(Input)
+        await pilot.press(*"hos")
+        await wait_for(pilot, lambda: "hosts" in str(prompt.query_one("#prompt-matches").content))
+        await pilot.press("tab")
+        assert field.value == "hosts"
+        field.value = ""
+        team = next(t["name"] for t in app.store.identity.teams)
+        await pilot.press(*f"team {team[:2].lower()}")
+        await wait_for(pilot, lambda: team in str(prompt.query_one("#prompt-matches").content))
+        await pilot.press("tab")
+        assert field.value == f"team {team}", field.value
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ != "CommandPrompt")
+
+
+async def test_footer_shows_only_working_keys_and_keeps_help_at_any_width(backend):
+    from opstui.ui.widgets.footer import OpsFooter
+
+    for size in ((80, 24), (140, 40)):
+        app = make_app(backend)
+        async with app.run_test(size=size) as pilot:
+            await ready(pilot)
+            await pilot.press("2")
+            await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+            await pilot.pause()
+            footer = app.screen.query_one(OpsFooter)
+            await wait_for(pilot, lambda: "help" in footer.visible_actions(), what="? in footer")
+            shown = footer.visible_actions()
+            assert "pin" not in shown and "use_team" not in shown, shown
+            assert shown[0] == "help"
+            context = str(app.screen.query_one("#context").content)
+            assert "live" in context and "admin@acme.test" in context, (size, context)

@@ -226,7 +226,9 @@ class OpsApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         focused = self.focused
         # In a shell every key goes to the host, ctrl+q included (ctrl+] gives keys back).
-        if action == "quit" and type(focused).__name__ == "TerminalView":
+        if type(focused).__name__ == "TerminalView" and (
+            action == "quit" or action in TYPED_ACTIONS
+        ):
             return False
         # Printable keys belong to a form or an input while it has focus.
         if action in TYPED_ACTIONS and _typing(self.screen, focused):

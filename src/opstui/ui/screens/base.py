@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from opstui.store import ConnectionChanged, IdentityLoaded, StoreEvent, TeamSwitched
 from opstui.ui.widgets.context_bar import ContextBar
+from opstui.ui.widgets.footer import OpsFooter
 
 if TYPE_CHECKING:
     from opstui.store import Store
@@ -24,7 +24,7 @@ class OpsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield ContextBar(id="context")
         yield from self.compose_body()
-        yield Footer()
+        yield OpsFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
