@@ -568,6 +568,21 @@ async def test_run_a_command_on_marked_hosts(backend, isolated_ssh):
         table = run.query_one("#multirun-status")
         assert str(table.get_cell("lab-db-01", "exit")) == "4"
         assert str(table.get_cell("lab-web-01", "duration")).endswith("s")
+        # Results are never cut: the state and the whole error can be read.
+        state_column = next(c for c in table.columns.values() if str(c.key.value) == "state")
+        assert state_column.get_render_width(table) - 2 * table.cell_padding >= len("unreachable")
+        error_column = next(c for c in table.columns.values() if str(c.key.value) == "error")
+        error = lanes["lab-down-01"].error
+        assert error and error_column.content_width >= min(len(error), 200)
+
+        # f on the unreachable host says why it has no output; f again restores all hosts.
+        before = list(run.query_one(OutputLog).plain_lines)
+        table.move_cursor(row=table.get_row_index("lab-down-01"))
+        await pilot.press("f")
+        only = "\n".join(run.query_one(OutputLog).plain_lines)
+        assert "no output (unreachable" in only, only
+        await pilot.press("f")
+        assert list(run.query_one(OutputLog).plain_lines) == before, "the combined output is back"
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, HostsScreen))
 

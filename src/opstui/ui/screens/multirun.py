@@ -52,6 +52,7 @@ STATUS_EVERY = 0.5  # seconds between status-table refreshes of mere line counts
 PENDING_PER_HOST = 5000
 TAIL_PER_HOST = 1000  # lines kept per host, for the one-host view (f)
 LOG_LINES = 5000
+COMBINED_LINES = LOG_LINES  # all hosts, kept for f back to every host
 MAX_LINE = 2000  # characters shown of one line
 
 HOST_COLOURS = (
@@ -172,6 +173,7 @@ class MultiRunScreen(OpsScreen):
         self._status_at = 0.0
         self._summary_shown = ""
         self.only: str | None = None  # show one host's output (f)
+        self.combined: deque = deque(maxlen=COMBINED_LINES)  # every host's, for f back to all
 
     def busy_summary(self) -> str | None:
         """What quitting would cut short (the app asks first)."""
@@ -289,10 +291,6 @@ class MultiRunScreen(OpsScreen):
         lines: list[tuple[int, HostLane, str, str]] = []
         notes: list[tuple[HostLane, str, str]] = []
         for lane in self.lanes.values():
-            if self.only is not None and lane.name != self.only:
-                lane.pending.clear()
-                lane.skipped = 0
-                continue
             if lane.skipped:
                 notes.append((lane, "note", f"… {lane.skipped} lines skipped"))
                 lane.skipped = 0
@@ -300,8 +298,13 @@ class MultiRunScreen(OpsScreen):
                 seq, stream, line = lane.pending.popleft()
                 lines.append((seq, lane, stream, line))
         lines.sort(key=lambda item: item[0])
-        if notes or lines:
-            self._write([*notes, *((lane, stream, line) for _, lane, stream, line in lines)])
+        ordered = [*notes, *((lane, stream, line) for _, lane, stream, line in lines)]
+        # Every host's lines are kept (capped), so `f` back to all hosts loses nothing.
+        self.combined.extend(ordered)
+        if self.only is not None:
+            ordered = [item for item in ordered if item[0].name == self.only]
+        if ordered:
+            self._write(ordered)
         self._update_status()
         self._show_summary()
 
@@ -329,7 +332,8 @@ class MultiRunScreen(OpsScreen):
                 strict=True,
             ):
                 if str(value) != old:
-                    table.update_cell(name, key, value)
+                    # Widen as values grow: `unreachable` and errors are never cut to `unreac`.
+                    table.update_cell(name, key, value, update_width=True)
             self._status_shown[name] = cells_key(cells)
         if counts_due:
             self._status_at = now
@@ -355,11 +359,15 @@ class MultiRunScreen(OpsScreen):
             log.clear()
             log.border_title = f"output · only {lane.name} (f: all hosts)"
             self._write([(lane, stream, line) for stream, line in lane.tail])
+            if not lane.tail:
+                # An unreachable host printed nothing: say what happened to it instead.
+                why = f": {lane.error}" if lane.error else ""
+                self._write([(lane, "note", f"no output ({lane.state}{why})")])
         else:
             self.only = None
             log.clear()
             log.border_title = f"output · {len(self.lanes)} host(s)"
-            log.write_lines([("", "", "(f on a host shows its last lines)", "note")])
+            self._write(list(self.combined))
 
     def _cells(self, lane: HostLane) -> tuple[Any, ...]:
         return (
@@ -368,7 +376,7 @@ class MultiRunScreen(OpsScreen):
             "" if lane.exit_status is None else str(lane.exit_status),
             "" if lane.duration is None else f"{lane.duration:.2f}s",
             str(lane.lines),
-            lane.error[:80],
+            lane.error[:200],
         )
 
     def _show_summary(self) -> None:
