@@ -165,3 +165,16 @@ def test_cells_format_times_durations_and_flags():
     assert format_cell(columns["created_at"], row, NOW) == "2d0h"
     assert format_cell(columns["host_ids"], row, NOW) == "3"
     assert human_span(59) == "59s" and human_span(3 * 3600 + 60) == "3h01m"
+
+
+def test_host_age_is_from_creation_and_the_last_check_has_its_own_column():
+    columns = {c.label: c for c in RESOURCES["hosts"].columns}
+    # A health check a minute ago touched the row (updated_at); the host is 3 days old.
+    row = {
+        "created_at": "2026-11-17T12:00:00Z",
+        "updated_at": "2026-11-20T11:59:00Z",
+        "last_checked_at": "2026-11-20T11:59:00Z",
+    }
+    assert format_cell(columns["AGE"], row, NOW) == "3d0h"
+    assert format_cell(columns["CHECKED"], row, NOW) == "1m00s"
+    assert format_cell(columns["CHECKED"], {"last_checked_at": None}, NOW) == ""

@@ -101,7 +101,9 @@ RESOURCES: dict[str, ResourceSpec] = {
                 Column("user", "USER"),
                 Column("is_windows", "OS", "bool"),
                 Column("type", "TYPE"),
-                Column("updated_at", "AGE", "time"),
+                # Health checks update the row: its age is from creation, the check has its own.
+                Column("last_checked_at", "CHECKED", "time"),
+                Column("created_at", "AGE", "time"),
             ),
             related=("deployments",),
         ),
