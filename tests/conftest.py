@@ -48,6 +48,11 @@ def backend_info(backend):
     return backend.info
 
 
+def demo_password(info, email: str) -> str:
+    """A demo account's password: made per backend, never a published one."""
+    return next(u["password"] for u in info.users if u["email"] == email)
+
+
 def demo_user(info, role: str) -> dict:
     """The first demo user with `role`."""
     return next(u for u in info.users if u["role"] == role)

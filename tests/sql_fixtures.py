@@ -13,6 +13,13 @@ from datetime import UTC, datetime
 import psycopg
 
 FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+# Fixed passwords for the SQL-level demo seed, so two seeds are identical (a real install
+# gets random ones, demo.load_or_create_accounts).
+TEST_PASSWORDS = {
+    email: f"sql-test-{n}" for n, email in enumerate(
+        ("admin@acme.test", "dev@acme.test", "viewer@acme.test", "tester@acme.test",
+         "contrib@acme.test", "ops@globex.test", "dev@globex.test"))
+}  # fmt: skip
 
 
 @contextmanager
@@ -41,7 +48,7 @@ def prepared_database(
         with psycopg.connect(conninfo, autocommit=True) as conn:
             prepare_database(conn)
             if demo:
-                seed_demo(conn, now=FIXED_NOW)
+                seed_demo(conn, now=FIXED_NOW, passwords=TEST_PASSWORDS)
             yield conn
 
 

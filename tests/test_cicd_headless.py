@@ -15,6 +15,7 @@ import pytest
 from opstui.backend.fake_cicd import FakeJenkins
 from opstui.cicd import api
 from tests.cicd_support import RUNNER, add_provider, running_worker, wait_build
+from tests.conftest import demo_password
 
 QUICK = {"queue_seconds": 0.1, "line_seconds": 0.02}
 DEFS = [
@@ -49,8 +50,8 @@ async def _opstui(env, *args: str, stdin: str = "", timeout: float = 60):
 
 
 @pytest.fixture(scope="module")
-async def logged_in(env):
-    login = await _opstui(env, "login", "--email", RUNNER, stdin="opstui-demo\n")
+async def logged_in(env, backend_info):
+    login = await _opstui(env, "login", "--email", RUNNER, stdin=demo_password(backend_info, RUNNER) + "\n")
     assert login.returncode == 0, login.stderr
     return env
 

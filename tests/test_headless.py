@@ -35,6 +35,7 @@ def home(tmp_path, backend_info) -> dict[str, str]:
         'default_profile = "local"\n\n[profiles.local]\n'
         f'url = "{backend_info.url}"\nanon_key = "{backend_info.anon_key}"\n'
     )
+    _PASSWORDS.update({u["email"]: u["password"] for u in backend_info.users})
     return {
         **os.environ,
         "OPSTUI_CONFIG_DIR": str(config),
@@ -61,7 +62,11 @@ async def _opstui(
     return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
 
 
-async def _login(env: dict, email: str = "dev@acme.test", password: str = "opstui-demo"):
+_PASSWORDS: dict[str, str] = {}  # the test backend's demo passwords (made per backend)
+
+
+async def _login(env: dict, email: str = "dev@acme.test", password: str | None = None):
+    password = _PASSWORDS[email] if password is None else password
     return await _opstui(env, "login", "--email", email, stdin=password + "\n")
 
 
@@ -70,8 +75,9 @@ async def test_login_stores_a_private_session_and_list_uses_it(home, backend_inf
     assert result.returncode == 0, result.stderr
     session_file = Path(home["OPSTUI_DATA_DIR"]) / "sessions" / "local.json"
     assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
-    assert "opstui-demo" not in session_file.read_text(), "the password is never stored"
-    assert "opstui-demo" not in result.stdout + result.stderr
+    password = _PASSWORDS["dev@acme.test"]
+    assert password not in session_file.read_text(), "the password is never stored"
+    assert password not in result.stdout + result.stderr
 
     listed = await _opstui(home, "hosts", "list", "--team", "Payments", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -19,6 +19,7 @@ from opstui.runs.logstream import RunLogFollower
 from opstui.runs.schedule import latest_tick
 from opstui.ssh import KnownHosts
 from tests import ssh_support, test_ssh_sshd
+from tests.conftest import demo_password
 from tests.runner_support import (
     close_runner,
     db,
@@ -252,8 +253,12 @@ async def test_a_later_schedule_fires_once_at_its_time(
 # -- the process ----------------------------------------------------------------------------------
 
 
+_ADMIN_PASSWORD: list[str] = []  # the test backend's (made per backend)
+
+
 @pytest.fixture
 def runner_env(tmp_path, backend_info, ssh_home) -> dict[str, str]:
+    _ADMIN_PASSWORD[:] = [demo_password(backend_info, "admin@acme.test")]
     config = tmp_path / "config"
     config.mkdir()
     (config / "config.toml").write_text(
@@ -273,7 +278,7 @@ async def _start_runner_process(env, tmp_path, servers, *args: str) -> asyncio.s
         sys.executable, "-m", "opstui", "login", "--email", "admin@acme.test",
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    _, err = await asyncio.wait_for(login.communicate(b"opstui-demo\n"), 60)
+    _, err = await asyncio.wait_for(login.communicate(f"{_ADMIN_PASSWORD[0]}\n".encode()), 60)
     assert login.returncode == 0, err.decode()
     own = KnownHosts(user_path=tmp_path / "unused", own_path=tmp_path / "data" / "known_hosts")
     for server in servers:

@@ -13,6 +13,7 @@ import pytest
 
 from opstui.runs import api
 from tests import ssh_support
+from tests.conftest import demo_password
 from tests.runner_support import (
     close_runner,
     make_deployment,
@@ -54,7 +55,7 @@ async def _opstui(env, *args: str, stdin: str = "", timeout: float = 60):
 
 @pytest.fixture
 async def setup(backend, sign_in, ssh_hosts, env, tmp_path):
-    login = await _opstui(env, "login", "--email", "admin@acme.test", stdin="opstui-demo\n")
+    login = await _opstui(env, "login", "--email", "admin@acme.test", stdin=demo_password(backend.info, "admin@acme.test") + "\n")
     assert login.returncode == 0, login.stderr
     admin = await sign_in("admin@acme.test")
     team = await team_id(admin)

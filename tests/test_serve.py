@@ -125,7 +125,8 @@ def test_a_busy_port_is_a_one_line_error(tmp_path):
     assert proc.returncode == 1
     assert (
         err.strip()
-        == f"opstui: port {port} on 127.0.0.1 is already in use; pick another with --port"
+        == f"opstui: port {port} on 127.0.0.1 is already in use; stop what uses it"
+        " (another `opstui serve`?) or pick another with --port"
     )
 
 

@@ -22,6 +22,7 @@ from opstui.ssh.health import NOT_PERMITTED, HealthChecker, rpc_health_writer
 from opstui.ssh.pty import PtySession
 from opstui.ssh.sftp import SftpError, download, upload
 from tests import ssh_support
+from tests.conftest import demo_password
 from tests.ssh_support import until
 
 # Shared fixtures (assigned, so each test's parameters resolve to them).
@@ -276,7 +277,7 @@ async def _opstui(env, *args: str, stdin: str = "") -> subprocess.CompletedProce
 
 
 async def test_headless_exec_and_cp(backend, cli_env, tmp_path):
-    login = await _opstui(cli_env, "login", "--email", "admin@acme.test", stdin="opstui-demo\n")
+    login = await _opstui(cli_env, "login", "--email", "admin@acme.test", stdin=demo_password(backend.info, "admin@acme.test") + "\n")
     assert login.returncode == 0, login.stderr
     # Unknown host keys are refused headless...
     refused = await _opstui(

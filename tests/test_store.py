@@ -12,7 +12,7 @@ import pytest
 
 from opstui.session import Target, create_client, sign_in
 from opstui.store import ConnectionChanged, ConnectionState, PageLoaded, RowChanged, Store
-from tests.conftest import DEMO_NOW
+from tests.conftest import DEMO_NOW, demo_password
 
 SHORT_TTL = 15  # seconds; supabase-py refreshes 10 s before expiry
 
@@ -32,7 +32,7 @@ async def short_lived_backend():
 
 async def _store(info, email: str) -> Store:
     client = await create_client(Target("test", info.url, info.anon_key), persist=False)
-    await sign_in(client, email, "opstui-demo")
+    await sign_in(client, email, demo_password(info, email))
     return Store(client)
 
 

@@ -47,6 +47,10 @@ class Connector:
         await session.sign_in(client, email, password)
         return client
 
+    async def check_reachable(self) -> str | None:
+        """None if the backend answers; else what is wrong, in one line."""
+        return await session.check_reachable(await self._client())
+
     def first_data_shown(self) -> None:
         """The first snapshot is in: start whatever start-up should not wait for."""
 
@@ -115,9 +119,12 @@ class EmbeddedConnector(Connector):
 
     def first_data_shown(self) -> None:
         # The demo SSH hosts (key generation, asyncssh) would compete with sign-in and
-        # the first load for the CPU; they start once the data is on screen.
+        # the first load for the CPU; they start once the data is on screen, and then the
+        # demo's own runners, which run its deployments for real (`opstui` alone shows it
+        # all working; a test's injected backend gets no runner).
         if self.background is not None:
             self.background.start_deferred_ssh_demo()
+            self.background.start_demo_runners()
 
     async def close(self) -> None:
         await super().close()

@@ -7,30 +7,47 @@ by inserting into auth.users, so the on_auth_user_created trigger creates
 their profiles; secrets are written through the normal columns, so the
 triggers move them into the private secret tables.
 
-The same `now` always produces the same rows (ids, timestamps, hashes).
-Addresses are loopback or RFC 5737 documentation ranges only.
+The same `now` (and passwords) always produces the same rows (ids, timestamps,
+hashes). The passwords are generated per install (`load_or_create_accounts`) and
+kept in the 0600 data directory: a published password plus a gateway on
+127.0.0.1 would let any local user sign in and read a lab host's SSH password.
+
+Every address is loopback: hosts that are not lab servers get 127.0.0.2xx on a
+port nothing listens on (a health check fails fast and sends nothing off the
+machine), CI/CD and git provider URLs likewise, and the repositories are real
+local git repositories (`demo_repos.py`) whose scripts the runner really runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import bcrypt
 import psycopg
 
-DEMO_PASSWORD = "opstui-demo"
+from opstui.backend.demo_repos import LINUX_SCRIPT_SETS, WINDOWS_SCRIPTS
+
+ACCOUNTS_FILE = "demo-accounts.json"  # in the embedded data directory, mode 0600
 _SEED = 20261125
+# Non-lab hosts and the CI/CD and git servers: 127.0.0.2xx on port 9 (discard), which
+# nothing listens on (only root could bind it): connections are refused at once, locally.
+UNUSED_PORT = 9
+# Where the seeded repository URLs point when no repositories directory is given (SQL tests).
+PLACEHOLDER_REPOS_DIR = Path("/nonexistent/opstui-demo-repos")
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True)
 class DemoUser:
     email: str
-    password: str
+    password: str = field(compare=False, repr=False)
     user_id: str
     tenant_id: str
     team_ids: tuple[str, ...]
@@ -141,6 +158,7 @@ USERS = (
 )
 _TENANT_NAMES = {key: name for key, name, _, _ in TENANTS}
 _TEAM_NAMES = {key: name for key, _, name, _, _ in TEAMS}
+TENANT_OF_TEAM = {key: tenant for key, tenant, _, _, _ in TEAMS}
 
 DEMO_ACCOUNTS: tuple[DemoAccount, ...] = tuple(
     DemoAccount(
@@ -153,6 +171,78 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = tuple(
     for email, full_name, tenant, role, teams in USERS
 )
 DEMO_EMAILS: tuple[str, ...] = tuple(u[0] for u in USERS)
+
+
+def generate_passwords() -> dict[str, str]:
+    """A fresh random password per demo account."""
+    return {email: "demo-" + secrets.token_urlsafe(12) for email in DEMO_EMAILS}
+
+
+def accounts_file(root: Path) -> Path:
+    return Path(root) / ACCOUNTS_FILE
+
+
+def load_or_create_accounts(root: Path) -> tuple[dict[str, str], bool]:
+    """The demo passwords of this data directory: (email -> password, newly made?).
+
+    Kept in `<root>/demo-accounts.json`, readable by the owner only. A missing or
+    unreadable file gets new passwords (the caller then sets them in the database).
+    """
+    path = accounts_file(root)
+    try:
+        data = json.loads(path.read_text())
+        passwords = {a["email"]: a["password"] for a in data["accounts"]}
+        if all(isinstance(passwords.get(e), str) and passwords[e] for e in DEMO_EMAILS):
+            return {e: passwords[e] for e in DEMO_EMAILS}, False
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    passwords = generate_passwords()
+    write_accounts(root, passwords)
+    return passwords, True
+
+
+def write_accounts(root: Path, passwords: dict[str, str]) -> Path:
+    path = accounts_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    accounts = [
+        {
+            "email": a.email,
+            "password": passwords[a.email],
+            "full_name": a.full_name,
+            "role": a.role,
+            "tenant": a.tenant,
+            "teams": [{"team": team, "role": role} for team, role in a.teams],
+        }
+        for a in DEMO_ACCOUNTS
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"accounts": accounts}, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def read_accounts(root: Path) -> list[dict] | None:
+    """The accounts file's entries (None when this data directory has none yet)."""
+    try:
+        return list(json.loads(accounts_file(root).read_text())["accounts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def set_passwords(conn: psycopg.Connection, passwords: dict[str, str]) -> int:
+    """Give the demo users these passwords (an install seeded with the old published one)."""
+    changed = 0
+    with conn.transaction():
+        for email, password in passwords.items():
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
+            cur = conn.execute(
+                "update auth.users set encrypted_password = %s where lower(email) = %s",
+                (hashed, email),
+            )
+            changed += cur.rowcount
+    return changed
 
 # Hosts per team: (name, is_windows, description)
 _HOSTS = {
@@ -187,7 +277,6 @@ _HOSTS = {
         ("core-lab", False, "Loopback lab host"),
     ],
 }
-_NETS = {"platform": "192.0.2", "payments": "198.51.100", "core": "203.0.113"}
 _HOST_STATUSES = ("online", "online", "online", "offline", "pending", "testing", "failed")
 
 # Git providers: key, owner email, type, name, display, server_url
@@ -199,7 +288,7 @@ _GIT_PROVIDERS = (
         "gitlab",
         "acme-gitlab",
         "Acme GitLab",
-        "https://gitlab.acme.test",
+        "http://127.0.0.250:9",  # loopback, nothing listens (a self-hosted GitLab's place)
     ),
     ("globex-github", "ops@globex.test", "github", "globex-github", "Globex on GitHub", None),
 )
@@ -231,6 +320,11 @@ _DEPLOYMENT_STATUSES = ("success", "failed", "in_progress", "pending", "schedule
 _DEPLOYMENT_COUNTS = {"platform": 20, "payments": 12, "core": 12}
 
 
+def _status_of(name: str, drawn: str) -> str:
+    # A lab host is up when the demo runs: let a health check say so, never seed `offline`.
+    return "pending" if "lab" in name else drawn
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -252,8 +346,11 @@ def _exists(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
-def demo_users(conn: psycopg.Connection) -> list[DemoUser]:
-    """The demo users as stored in the database (empty if not seeded)."""
+def demo_users(
+    conn: psycopg.Connection, passwords: dict[str, str] | None = None
+) -> list[DemoUser]:
+    """The demo users as stored in the database (empty if not seeded), with their
+    passwords when given (the database keeps only hashes)."""
     rows = conn.execute(
         """
         select u.email, u.id::text, p.tenant_id, p.role,
@@ -270,34 +367,88 @@ def demo_users(conn: psycopg.Connection) -> list[DemoUser]:
     by_email = {r[0]: r for r in rows}
     return [
         DemoUser(
-            e, DEMO_PASSWORD, by_email[e][1], by_email[e][2], tuple(by_email[e][4]), by_email[e][3]
+            e,
+            (passwords or {}).get(e, ""),
+            by_email[e][1],
+            by_email[e][2],
+            tuple(by_email[e][4]),
+            by_email[e][3],
         )
         for e in DEMO_EMAILS
         if e in by_email
     ]
 
 
-def seed_demo(conn: psycopg.Connection, *, now: datetime | None = None) -> list[DemoUser]:
+def seed_demo(
+    conn: psycopg.Connection,
+    *,
+    now: datetime | None = None,
+    passwords: dict[str, str] | None = None,
+    repos_dir: Path | None = None,
+    live_runs: bool = False,
+) -> list[DemoUser]:
     """Insert the demo data unless it is already there; return the demo users.
 
-    Needs a superuser connection on a prepared database (bootstrap + migrations).
+    `passwords` (email -> password) default to fresh random ones; `repos_dir` is where
+    the demo's git repositories are (`demo_repos.ensure_repos` makes them); `live_runs`
+    queues a run of two lab deployments, for a runner to pick up at once (the TUI demo
+    and `opstui serve`; never the tests' shared backend, whose runners must see only
+    their own runs). Needs a superuser connection on a prepared database.
     """
+    passwords = passwords or generate_passwords()
     if _exists(conn):
-        return demo_users(conn)
+        return demo_users(conn, passwords)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     rng = random.Random(_SEED)
+    repos_dir = Path(repos_dir or PLACEHOLDER_REPOS_DIR)
     if conn.autocommit:
         with conn.transaction():
-            _seed(conn, rng, now)
+            _seed(conn, rng, now, passwords, repos_dir, live_runs)
     else:
-        _seed(conn, rng, now)
+        _seed(conn, rng, now, passwords, repos_dir, live_runs)
         conn.commit()
-    return demo_users(conn)
+    return demo_users(conn, passwords)
 
 
-def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None:  # noqa: C901
+def repository_url(repos_dir: Path, name: str) -> str:
+    return str(Path(repos_dir) / f"{name}.git")
+
+
+def demo_repositories(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(name, default branch) of the demo's repositories, for `demo_repos.ensure_repos`."""
+    names = [name for _, _, name, *_ in _REPOS]
+    rows = conn.execute(
+        "select distinct on (name) name, coalesce(default_branch, 'main') from public.repositories"
+        " where name = any(%s) order by name, created_at",
+        (names,),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def point_repositories(conn: psycopg.Connection, repos_dir: Path) -> int:
+    """Point the demo repositories' URLs at `repos_dir` (the data directory may have moved)."""
+    changed = 0
+    for _, _, name, *_ in _REPOS:
+        url = repository_url(repos_dir, name)
+        cur = conn.execute(
+            "update public.repositories set url = %s where name = %s and url is distinct from %s"
+            " and (url like '%%/opstui-demo-repos/%%' or url like %s)",
+            (url, name, url, f"%/repos/{name}.git"),
+        )
+        changed += cur.rowcount
+    return changed
+
+
+def _seed(  # noqa: C901
+    conn: psycopg.Connection,
+    rng: random.Random,
+    now: datetime,
+    passwords: dict[str, str],
+    repos_dir: Path,
+    live_runs: bool,
+) -> None:
     ago = lambda **kw: now - timedelta(**kw)  # noqa: E731
     x = conn.execute
     # Timestamps are always passed explicitly (the updated_at triggers keep explicit values).
@@ -355,7 +506,7 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
             (
                 uid,
                 email,
-                _bcrypt_hash(DEMO_PASSWORD, rng),
+                _bcrypt_hash(passwords[email], rng),
                 created,
                 json.dumps({"provider": "email", "providers": ["email"], **meta}),
                 json.dumps(meta),
@@ -364,10 +515,12 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
                 ago(hours=rng.randint(1, 96)),
             ),
         )
-        # The trigger created the profile; pin its timestamps for determinism.
+        # The trigger created the profile; pin its timestamps for determinism, and name
+        # its tenant (the column's default, 'pro', is nobody's tenant).
         x(
-            "update public.profiles set created_at = %s, updated_at = %s where id = %s",
-            (created, created, uid),
+            "update public.profiles set created_at = %s, updated_at = %s, tenant_name = %s"
+            " where id = %s",
+            (created, created, _TENANT_NAMES[tenant], uid),
         )
 
     team_ids: dict[str, str] = {}
@@ -426,12 +579,22 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
 
     # -- hosts ---------------------------------------------------------------------------------
     host_ids: dict[str, list[str]] = {k: [] for k in team_ids}
+    windows_ids: set[str] = set()
+    lab_ids: dict[str, str] = {}
+    address = iter(range(201, 255))
     for team, hosts in _HOSTS.items():
         for n, (name, is_windows, desc) in enumerate(hosts, start=1):
             hid = _uuid(rng)
             host_ids[team].append(hid)
-            ip = f"127.0.0.{n + 1}" if "lab" in name else f"{_NETS[team]}.{10 + n}"
+            if is_windows:
+                windows_ids.add(hid)
+            # Lab hosts are pointed at the demo SSH servers at start (demo_ssh.py); the rest
+            # get a loopback address nothing listens on (see UNUSED_PORT).
+            ip = "127.0.0.1" if "lab" in name else f"127.0.0.{next(address)}"
             port = rng.choice((5985, 5986)) if is_windows else rng.choice((22, 22, 22, 2222))
+            port = port if is_windows else UNUSED_PORT
+            if "lab" in name:
+                lab_ids[name] = hid
             user = "Administrator" if is_windows else rng.choice(("deploy", "ubuntu", "ops"))
             password = _token(rng, "demo-", 16) if (is_windows or n % 3 == 0) else None
             t = ago(days=rng.randint(30, 250))
@@ -450,7 +613,8 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
                     port,
                     user,
                     password,
-                    rng.choice(_HOST_STATUSES),
+                    # (drawn for every host, so the rest of the estate stays as it was)
+                    _status_of(name, rng.choice(_HOST_STATUSES)),
                     is_windows,
                     t,
                     t + timedelta(days=rng.randint(0, 20)),
@@ -458,6 +622,25 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
                     creator(team),
                 ),
             )
+
+    # The demo SSH servers' rows (demo_ssh.py points them at the servers at every start).
+    from opstui.backend.demo_ssh import DEMO_HOSTS, LAB_DESCRIPTIONS, demo_host_id
+
+    for team_name, name, down, existing in DEMO_HOSTS:
+        if existing:
+            continue
+        team = next(k for k, _, tname, _, _ in TEAMS if tname == team_name)
+        hid = lab_ids[name] = demo_host_id(name)  # (not in host_ids: the random picks stay)
+        t = ago(days=20)
+        x(
+            """
+            insert into public.hosts (id, name, description, type, ip, port, "user", status,
+              is_windows, created_at, updated_at, team_id, creator_id)
+            values (%s, %s, %s, 'ssh', '127.0.0.1', %s, 'demo', 'pending', false, %s, %s, %s, %s)
+            """,
+            (hid, name, LAB_DESCRIPTIONS[down], UNUSED_PORT, t, t, team_ids[team],
+             user_ids[admin_of[TENANT_OF_TEAM[team]]]),
+        )  # fmt: skip
 
     # -- git providers and repositories ----------------------------------------------------------
     provider_ids: dict[str, str] = {}
@@ -493,11 +676,6 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
         repo_ids[team].append(rid)
         repo_names[rid] = name
         org = "globex" if team == "core" else "acme"
-        base = (
-            "https://gitlab.acme.test"
-            if provider_types[provider] == "gitlab"
-            else "https://github.example.com"
-        )
         status = rng.choice(_SYNC)
         t = ago(days=rng.randint(60, 230)).replace(tzinfo=None)
         x(
@@ -514,7 +692,7 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
                 name,
                 desc,
                 org,
-                f"{base}/{org}/{name}",
+                repository_url(repos_dir, name),  # a real local repository (demo_repos.py)
                 private,
                 rng.choice(("main", "main", "main", "master", "trunk")),
                 language,
@@ -549,28 +727,29 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
             "platform",
             "jenkins",
             "jenkins-platform",
-            "https://jenkins.acme.test",
-            8443,
+            "http://127.0.0.241",  # loopback; nothing listens on UNUSED_PORT
+            UNUSED_PORT,
             {"username": "ci-bot", "api_token": _token(rng, "jenkins-demo-"), "crumb_issuer": True},
         ),
         (
             "payments",
             "github_actions",
             "gha-payments",
-            "https://api.github.example.com",
-            443,
+            "http://127.0.0.242",
+            UNUSED_PORT,
             {"owner": "acme", "repo": "payments-service", "token": _token(rng, "ghs_demo_")},
         ),
         (
             "core",
             "jenkins",
             "globex-jenkins",
-            "https://ci.globex.test",
-            8080,
+            "http://127.0.0.243",
+            UNUSED_PORT,
             {"username": "deployer", "password": _token(rng, "pw-demo-", 12), "folder": "core"},
         ),
     )
     cicd_ids: dict[str, str] = {}
+    cicd_urls = {team: f"{url}:{port}" for team, _, _, url, port, _ in cicd}
     job_ids: dict[str, list[tuple[str, str]]] = {k: [] for k in team_ids}
     for team, ctype, name, url, port, config in cicd:
         cid = cicd_ids[team] = _uuid(rng)
@@ -606,13 +785,10 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
 
     # -- deployments ---------------------------------------------------------------------------
     cron_choices = ("0 2 * * *", "*/30 * * * *", "0 6 * * 1-5", "15 3 * * 0")
-    script_sets = (
-        ["scripts/deploy.sh", "scripts/healthcheck.sh"],
-        ["scripts/migrate.sh"],
-        ["ansible/site.yml"],
-        ["scripts/rollout.ps1"],
-        ["scripts/backup.sh", "scripts/verify-backup.sh"],
-    )
+    # Scripts that exist in every demo repository (demo_repos.py); the PowerShell one
+    # targets only Windows hosts, the shell ones only Linux hosts.
+    script_sets = (*LINUX_SCRIPT_SETS[:3], WINDOWS_SCRIPTS, LINUX_SCRIPT_SETS[3])
+    history: list[dict] = []
     envs = ("staging", "production", "qa")
     k = 0
     for team, count in _DEPLOYMENT_COUNTS.items():
@@ -631,8 +807,12 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
                 started = created + timedelta(minutes=rng.randint(0, 30))
                 completed = started + timedelta(seconds=rng.randint(40, 1800))
             elif status == "in_progress":
+                # Its run finished a moment ago (a seeded run never "ticks forever"):
+                # the deployment follows it, as it does every run.
                 created = ago(minutes=rng.randint(5, 40))
                 started = ago(minutes=rng.randint(1, 4))
+                completed = started + timedelta(seconds=35)
+                status = "success"
             elif status == "pending":
                 created = ago(minutes=rng.randint(0, 30))
             elif status == "scheduled":
@@ -647,6 +827,11 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
             use_ci = rng.random() < 0.5
             author = creator(team)
             scripts = rng.choice(script_sets)
+            hosts = _hosts_for(scripts, hosts, host_ids[team], windows_ids)
+            if status in ("success", "failed", "cancelled"):
+                history.append({"id": did, "team": team, "status": status, "hosts": hosts,
+                                "scripts": scripts, "created": created, "started": started,
+                                "completed": completed, "author": author})  # fmt: skip
             x(
                 """
                 insert into public.deployments (id, name, description, repository_id, status,
@@ -707,13 +892,247 @@ def _seed(conn: psycopg.Connection, rng: random.Random, now: datetime) -> None: 
                         None if status in ("pending", "scheduled") else build,
                         None
                         if status in ("pending", "scheduled")
-                        else f"https://ci.example.com/job/{ext}/{build}/",
+                        else f"{cicd_urls[team]}/job/{ext}/{build}/",
                         created,
                         completed or started or created,
                     ),
                 )
 
     _seed_builds(x, now, cicd, cicd_ids, job_ids, team_ids, creator)
+    labs = _seed_lab_deployments(x, now, team_ids, lab_ids, repo_ids, repo_names, user_ids)
+    _seed_runs(x, now, history + labs, team_ids, _host_names(x), user_ids)
+    if live_runs:
+        _queue_live_runs(x, now, labs, user_ids)
+
+
+def _hosts_for(scripts: list[str], hosts: list[str], team_hosts: list[str], windows: set[str]):
+    """The picked hosts the scripts can run on: PowerShell on Windows, shell on Linux."""
+    if any(s.endswith(".ps1") for s in scripts):
+        return [h for h in team_hosts if h in windows][: len(hosts)]
+    return [h for h in hosts if h not in windows] or [
+        next(h for h in team_hosts if h not in windows)
+    ]
+
+
+def _host_names(x) -> dict[str, str]:  # noqa: ANN001
+    return {str(r[0]): r[1] for r in x("select id, name from public.hosts").fetchall()}
+
+
+# Deployments of the lab hosts (the demo SSH servers): these run for real.
+# (name, team key, repository, hosts, scripts, batch size, max failures, description)
+LAB_DEPLOYMENTS = (
+    ("lab-web-release", "platform", "platform-api", ("lab-web-01", "localhost-lab"),
+     ["scripts/deploy.sh", "scripts/healthcheck.sh"], "1", 0,
+     "Release the platform API to the lab web hosts, one at a time"),
+    ("lab-full-rollout", "platform", "platform-api", ("lab-web-01", "lab-db-01", "localhost-lab"),
+     ["scripts/build.sh", "scripts/migrate.sh", "scripts/restart.sh", "scripts/healthcheck.sh"],
+     "2", 0, "Build, migrate, restart and check every lab host, two at a time "
+     "(lab-db-01 fails its health check, so the rollout stops)"),
+    ("lab-db-backup", "platform", "ops-scripts", ("lab-db-01",),
+     ["scripts/backup.sh", "scripts/verify-backup.sh"], "1", 0,
+     "Back up the lab database and verify the backup"),
+    ("lab-canary-with-down-host", "platform", "k8s-manifests", ("lab-web-01", "lab-down-01"),
+     ["scripts/deploy.sh"], "2", 1, "A rollout where one host is down (unreachable)"),
+    ("core-lab-release", "core", "core-api", ("core-lab",),
+     ["scripts/deploy.sh", "scripts/healthcheck.sh"], "1", 0, "Release the core API to the lab"),
+)  # fmt: skip
+LIVE_LAB_RUNS = ("lab-web-release", "lab-full-rollout")  # queued at first start (live_runs)
+
+
+def _seed_lab_deployments(x, now, team_ids, lab_ids, repo_ids, repo_names, user_ids) -> list[dict]:  # noqa: ANN001
+    admins = {"platform": user_ids["admin@acme.test"], "core": user_ids["ops@globex.test"]}
+    by_name = {(team, repo_names[r]): r for team, ids in repo_ids.items() for r in ids}
+    made = []
+    for n, (name, team, repo, hosts, scripts, batch, max_failures, desc) in enumerate(LAB_DEPLOYMENTS):
+        did = str(uuid.uuid5(uuid.NAMESPACE_URL, f"opstui-demo-deployment:{name}"))
+        host_ids = [lab_ids[h] for h in hosts]
+        created = now - timedelta(days=6 - n)
+        # The latest seeded run: the full rollout failed (lab-db-01), the rest succeeded.
+        status = "failed" if name in ("lab-full-rollout", "lab-canary-with-down-host") else "success"
+        started = now - timedelta(hours=20 - n, minutes=n * 7)
+        completed = started + timedelta(seconds=8 + 3 * len(scripts) * len(hosts))
+        x(
+            """
+            insert into public.deployments (id, name, description, repository_id, status,
+              schedule_type, scripts_path, host_ids, user_id, created_at, started_at,
+              completed_at, updated_at, repeat_count, environment_vars, scripts_parameters,
+              team_id, creator_id, rollout_batch_size, rollout_max_failures, host_timeout_seconds)
+            values (%s, %s, %s, %s, %s, 'now', %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s,
+              %s, 300)
+            """,
+            (did, name, desc, by_name[(team, repo)], status, scripts,
+             [uuid.UUID(h) for h in host_ids], admins[team], created, started, completed,
+             completed, json.dumps([{"key": "ENVIRONMENT", "value": "lab"},
+                                    {"key": "RELEASE", "value": f"v2.{n}.0"}]),
+             [], team_ids[team], admins[team], batch, max_failures),
+        )  # fmt: skip
+        made.append({"id": did, "team": team, "status": status, "hosts": host_ids,
+                     "scripts": scripts, "created": created, "started": started,
+                     "completed": completed, "author": admins[team], "name": name,
+                     "batch": int(batch), "max_failures": max_failures})  # fmt: skip
+    return made
+
+
+_RUN_STATUS = {"success": "succeeded", "failed": "failed", "cancelled": "cancelled"}
+
+
+def _seed_runs(x, now, history, team_ids, host_names, user_ids) -> None:  # noqa: ANN001, C901
+    """Each launched deployment's run history: runs, host results and logs.
+
+    The latest run is inserted first and matches the deployment's status and times, so
+    the deployment-follows-run trigger has nothing to change; older runs are ignored by it.
+    Its own random stream, so the rest of the estate does not shift.
+    """
+    rng = random.Random(f"{_SEED}-runs")
+    names = {user_ids[email]: full_name for email, full_name, *_ in USERS}
+    for d in history:
+        runs = [(d["status"], d["started"], d["completed"], d["author"])]
+        if d.get("name"):  # the lab deployments have a longer history
+            for back in range(1, 3):
+                t = d["started"] - timedelta(hours=back * 26 + rng.randint(0, 5))
+                if t > d["created"]:
+                    runs.append((rng.choice(("success", "success", "failed")), t,
+                                 t + timedelta(seconds=rng.randint(12, 40)), d["author"]))  # fmt: skip
+        total = len(runs)
+        for idx, (status, started, completed, who) in enumerate(runs):
+            number = total - idx
+            run_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            requested = (started or d["created"]) - timedelta(seconds=rng.randint(1, 20))
+            _seed_run(x, rng, d, run_id, number, _RUN_STATUS[status], requested, started,
+                      completed, who, names.get(who, ""), team_ids, host_names)  # fmt: skip
+
+
+def _seed_run(x, rng, d, run_id, number, status, requested, started, finished, who, who_name,
+              team_ids, host_names) -> None:  # noqa: ANN001
+    """One finished run: its host rows (batch by batch, as the runner would) and its log."""
+    team_id = team_ids[d["team"]]
+    hosts = d["hosts"] if started is not None else []  # cancelled while queued: no host rows
+    size = max(1, d.get("batch") or len(hosts) or 1)
+    max_failures = d.get("max_failures", 0)
+    failing = None
+    if status == "failed" and hosts:
+        lab_db = [h for h in hosts if host_names.get(h) == "lab-db-01"]
+        failing = lab_db[0] if lab_db else hosts[rng.randrange(len(hosts))]
+    scripts = d["scripts"]
+    logs: list[tuple[str | None, str, str]] = [
+        (None, "system", f"run #{number} of {d.get('name') or 'the deployment'} claimed by demo-runner\n")
+    ]
+    if hosts:
+        logs.append((None, "system", "fetched the repository at its default branch\n"))
+    rows: list[tuple] = []
+    cancelled_at = None
+    failed = 0
+    stopped = False
+    clock = started
+    groups = [hosts[i : i + size] for i in range(0, len(hosts), size)]
+    for batch, group in enumerate(groups, 1):
+        if not stopped:
+            names = ", ".join(host_names.get(h, h) for h in group)
+            logs.append((None, "system", f"batch {batch} of {len(groups)}: {names}\n"))
+        end = clock
+        for offset, host in enumerate(group):
+            pos = (batch - 1) * size + offset + 1
+            name = host_names.get(host, host)
+            if stopped:
+                rows.append((host, name, batch, pos, "cancelled" if status == "cancelled" else "skipped",
+                             None, None, None, None))  # fmt: skip
+                continue
+            h_end = min(finished, clock + timedelta(seconds=3 + 2 * len(scripts)))
+            end = max(end, h_end)
+            if status == "cancelled":
+                cancelled_at = clock + timedelta(seconds=2)
+                logs.append((host, "system", f"$ {scripts[0]}\n"))
+                logs.append((host, "stdout", f"\x1b[1;34m==>\x1b[0m {_verb(scripts[0])} on {name}\n"))
+                logs.append((host, "system", "stopped: signalled, then its channel was closed\n"))
+                rows.append((host, name, batch, pos, "cancelled", None, clock, h_end,
+                             f"{name}: stopped by the cancel request"))  # fmt: skip
+                continue
+            code = 0
+            for script in scripts:
+                logs.append((host, "system", f"$ {script}\n"))
+                logs.append((host, "stdout",
+                             f"\x1b[1;34m==>\x1b[0m \x1b[1m{_verb(script)} on {name}\x1b[0m\n"))  # fmt: skip
+                if host == failing and script == scripts[-1]:
+                    logs.append((host, "stderr", "  \x1b[31m✘ GET /healthz -> 503 Service "
+                                 "Unavailable: replication lag 42s exceeds 30s\x1b[0m\n"))  # fmt: skip
+                    code = 1
+                    break
+                logs.append((host, "stdout", f"  \x1b[32m✔\x1b[0m {_verb(script)} done\n"))
+            if code:
+                failed += 1
+                rows.append((host, name, batch, pos, "failed", code, clock, h_end,
+                             f"{name}: {scripts[-1]} exited with status {code}"))  # fmt: skip
+            else:
+                rows.append((host, name, batch, pos, "succeeded", 0, clock, h_end, None))
+        clock = end
+        if status == "cancelled" or failed > max_failures:
+            if not stopped and batch < len(groups) and status == "failed":
+                logs.append((None, "system", f"rollout stopped after batch {batch}: {failed} host"
+                             f"{'s' if failed != 1 else ''} failed (more than {max_failures} "
+                             "allowed); the hosts not started are skipped\n"))  # fmt: skip
+            stopped = True
+    error = None
+    if status == "failed":
+        first = f"{host_names.get(failing, failing)}: {scripts[-1]} exited with status 1"
+        error = f"{max(failed, 1)} of {len(d['hosts'])} hosts failed (first: {first})"
+    elif status == "cancelled":
+        error = f"cancelled by {who_name or 'someone'}"
+    logs.append((None, "system", f"run {status}" + (f": {error}" if error else "") + "\n"))
+    batches = len(groups)
+    log_bytes = sum(len(t.encode()) for _, _, t in logs)
+    x(
+        """
+        insert into public.deployment_runs (id, deployment_id, team_id, tenant_id, number,
+          trigger, requested_by, requested_at, status, runner_name, runner_id, started_at,
+          finished_at, cancel_requested_at, cancel_requested_by, spec, hosts_total, hosts_done,
+          hosts_failed, batch_count, current_batch, log_bytes, next_seq, error, created_at,
+          updated_at)
+        values (%s, %s, %s, (select tenant_id from public.teams where id = %s), %s, 'manual', %s,
+          %s, %s, 'demo-runner', %s, %s, %s, %s, %s, private.deployment_run_spec(%s), %s, %s, %s,
+          %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (run_id, d["id"], team_id, team_id, number, who, requested, status,
+         None, started, finished, cancelled_at, who if cancelled_at else None,
+         d["id"], len(hosts), len(rows),
+         failed, batches, batches, log_bytes, len(logs), error, requested, finished or requested),
+    )  # fmt: skip
+    for row in rows:
+        x(
+            "insert into public.deployment_run_hosts (run_id, host_id, host_name, batch, position,"
+            " status, exit_code, started_at, finished_at, error, team_id)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, *row, team_id),
+        )
+    at = started or requested
+    for seq, (host, stream, text) in enumerate(logs, 1):
+        x(
+            "insert into public.deployment_run_logs (run_id, host_id, seq, stream, text,"
+            " created_at, team_id) values (%s, %s, %s, %s, %s, %s, %s)",
+            (run_id, host, seq, stream, text, at, team_id),
+        )
+
+
+def _verb(script: str) -> str:
+    return script.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _queue_live_runs(x, now, labs, user_ids) -> None:  # noqa: ANN001
+    """Queued runs of two lab deployments: the TUI's own runner runs them at first start."""
+    for d in labs:
+        if d["name"] not in LIVE_LAB_RUNS:
+            continue
+        x(
+            """
+            insert into public.deployment_runs (deployment_id, team_id, tenant_id, number,
+              trigger, requested_by, requested_at, status, spec, created_at, updated_at)
+            select d.id, d.team_id, t.tenant_id,
+              coalesce((select max(number) from public.deployment_runs r
+                         where r.deployment_id = d.id), 0) + 1,
+              'manual', %s, %s, 'queued', private.deployment_run_spec(d.id), %s, %s
+            from public.deployments d join public.teams t on t.id = d.team_id where d.id = %s
+            """,
+            (d["author"], now, now, now, d["id"]),
+        )
 
 
 def _seed_builds(x, now, cicd, cicd_ids, job_ids, team_ids, creator) -> None:  # noqa: ANN001
@@ -727,7 +1146,8 @@ def _seed_builds(x, now, cicd, cicd_ids, job_ids, team_ids, creator) -> None:  #
                 number = str(100 + rng.randint(0, 50) + n)
                 started = now - timedelta(days=rng.randint(1, 20), minutes=rng.randint(0, 600))
                 finished = started + timedelta(seconds=rng.randint(30, 600))
-                link = f"{url}/job/{ext}/{number}/" if ctype == "jenkins" else f"{url}/runs/{number}"
+                base = f"{url}:{_port}"
+                link = f"{base}/job/{ext}/{number}/" if ctype == "jenkins" else f"{base}/runs/{number}"
                 lines = [f"Started by user {creator(team)}", f"Running {job} #{number}"]
                 lines.append("Finished: SUCCESS" if status == "succeeded" else "Finished: FAILURE")
                 x(

@@ -1,8 +1,9 @@
 """Demo SSH hosts: asyncssh servers on 127.0.0.1 that run real commands.
 
 Each demo host has its own generated ed25519 host key and its own password,
-both persisted under `root/<name>/` so they survive restarts (the port is
-ephemeral and rewritten into the host row at every start). Commands run as the
+both persisted under `root/<name>/` so they survive restarts, and so does its
+port (`root/<name>/port`; a new one only when another program took it), so a
+key trusted and remembered for `[127.0.0.1]:port` stays trusted. Commands run as the
 current user in `root/<name>/sandbox` (cwd and HOME), with a minimal
 environment. Supported: exec (pipes, or a PTY when requested), an interactive
 shell (`bash -i` or `sh -i` on a PTY), window-change, and SFTP chrooted to the
@@ -81,15 +82,45 @@ class DemoSshHost:
                 f"opstui demo host {self.name}: a sandbox directory on your machine.\n"
             )
 
+    @property
+    def port_file(self) -> Path:
+        return self.root / "port"
+
+    def _stored_port(self) -> int:
+        try:
+            port = int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+        return port if 1024 <= port <= 65535 else 0
+
+    def _store_port(self) -> None:
+        with contextlib.suppress(OSError):
+            _write_private(self.port_file, f"{self.port}\n".encode())
+
     async def start(self) -> None:
         await asyncio.to_thread(self._prepare)
+        stored = self.port or self._stored_port()
         if self.down:
-            self.port = _unused_port()
+            # A port nobody listens on: the stored one while that stays true.
+            self.port = stored if stored and _port_free(stored) else _unused_port()
+            self._store_port()
             return
+        try:
+            await self._listen(stored)
+        except OSError:
+            if not stored:
+                raise
+            log.info("demo host %s: port %s is taken; using a new one", self.name, stored)
+            await self._listen(0)
+        self.port = self._acceptor.sockets[0].getsockname()[1]
+        if self.port != stored:
+            self._store_port()
+
+    async def _listen(self, port: int) -> None:
         host = self
         self._acceptor = await asyncssh.listen(
             LOOPBACK,
-            self.port,
+            port,
             server_host_keys=[str(self.host_key_path)],
             server_factory=lambda: _DemoServer(host),
             process_factory=self._handle,
@@ -98,7 +129,6 @@ class DemoSshHost:
             allow_scp=False,
             reuse_address=True,
         )
-        self.port = self._acceptor.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         self.drop_connections()
@@ -361,6 +391,16 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _port_free(port: int) -> bool:
+    """Nobody listens on 127.0.0.1:port (we may bind it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 def _unused_port() -> int:
     """A loopback port nobody listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -376,6 +416,16 @@ DEMO_HOSTS = (
     ("Platform", "lab-down-01", True, False),
     ("Core", "core-lab", False, True),
 )
+
+
+LAB_DESCRIPTIONS = {False: "Demo SSH host on loopback", True: "Demo SSH host on loopback (down on purpose)"}
+
+
+def demo_host_id(name: str) -> str:
+    """The fixed id of a demo SSH host's row (the seed and `update_rows` agree on it)."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opstui-demo-ssh:{name}"))
 
 
 class DemoSshFleet:
@@ -408,8 +458,6 @@ class DemoSshFleet:
         The password goes through the normal column: the secret-moving trigger stores
         it in private.host_secrets and the visible column stays NULL.
         """
-        import uuid
-
         with conn.transaction():
             for (team, name, _down, existing), host in zip(DEMO_HOSTS, self.hosts, strict=True):
                 row = conn.execute(
@@ -430,9 +478,9 @@ class DemoSshFleet:
                         where not exists (select 1 from public.hosts h where h.team_id = %s and h.name = %s)
                         """,
                         (
-                            str(uuid.uuid5(uuid.NAMESPACE_URL, f"opstui-demo-ssh:{name}")),
+                            demo_host_id(name),
                             name,
-                            "Demo SSH host on loopback (down on purpose)" if host.down else "Demo SSH host on loopback",
+                            LAB_DESCRIPTIONS[host.down],
                             LOOPBACK, host.port, host.username, team_id, team_id, team_id, name,
                         ),
                     )  # fmt: skip
@@ -441,13 +489,13 @@ class DemoSshFleet:
                     " where team_id = %s and name = %s",
                     (LOOPBACK, host.port, host.username, host.password, team_id, name),
                 )
-            # A short, deterministic audit trail for the up demo hosts (once).
+            # A short audit trail for the up demo hosts (once), in the past.
             conn.execute(
                 """
                 insert into public.ssh_audit (team_id, host_id, profile_id, kind, command, exit_code,
                   started_at, duration_ms, created_at)
                 select h.team_id, h.id, h.creator_id, a.kind, a.command, a.exit_code,
-                  h.created_at + a.offset_, a.duration_ms, h.created_at + a.offset_
+                  now() - a.offset_, a.duration_ms, now() - a.offset_
                 from public.hosts h
                 cross join (values
                   ('command', 'uptime', 0, interval '1 day', 41),

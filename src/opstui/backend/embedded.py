@@ -7,6 +7,8 @@ per session. It is a library first and a command second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import socket
 import tempfile
@@ -24,6 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+PORT_FILE = "gateway-port"  # `opstui serve`'s port, kept per data directory
+
+
+class PortInUse(OSError):
+    """The gateway's port is taken (one line, says what to do)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,11 @@ class EmbeddedBackend:
     seed_demo: bool = True
     demo_now: datetime | None = None
     access_token_ttl: int = 3600
+    # Keep the gateway's port in the data directory (`opstui serve`), so a saved profile
+    # keeps working; an explicit `port` overrides it for that run.
+    keep_port: bool = False
+    # Seed queued runs of two lab deployments, for a runner to pick up (TUI, serve).
+    demo_live_runs: bool = False
     ssh_demo_hosts: bool = True  # start the demo SSH hosts (backend/demo_ssh.py) with the demo data
     # Hold the demo SSH hosts back until `start_deferred_ssh_demo()` (their rows update
     # live), so the TUI's start-up does not share the CPU with them. Tests keep the default.
@@ -65,6 +77,8 @@ class EmbeddedBackend:
     _runner: web.AppRunner | None = None  # aiohttp is imported when the gateway starts
     _ctx: Any = None
     _pools: list[Any] = field(default_factory=list)
+    demo_runners: Any = None  # DemoRunners while running (the TUI's demo only)
+    _root: Path | None = None
 
     async def __aenter__(self) -> EmbeddedBackend:
         await self.start()
@@ -87,6 +101,7 @@ class EmbeddedBackend:
         else:
             root = self.data_dir or locations.embedded_dir()
             self._cluster = PostgresCluster(root)
+        self._root = root
         # PostgreSQL boots in processes of its own: set it going first, and import the
         # gateway and the schema code (0.6 s of Python) while it comes up.
         booting = asyncio.ensure_future(asyncio.to_thread(self._cluster.start))
@@ -104,14 +119,18 @@ class EmbeddedBackend:
         # Independent start-up work runs side by side: schema/seed in a thread, the demo
         # SSH hosts on the loop (their rows are pointed at them once both are done).
         preparing = asyncio.create_task(
-            asyncio.to_thread(self._prepare_database, cluster.conninfo())
+            asyncio.to_thread(self._prepare_database, cluster.conninfo(), root)
         )
         try:
             if self.seed_demo and self.ssh_demo_hosts and not self.defer_ssh_demo:
                 await self._start_ssh_demo(root, cluster.conninfo(), after=preparing)
         finally:
             # Never stop Postgres under a schema thread that is still running.
-            users = await preparing
+            users, repos = await preparing
+        # The demo's git repositories (a few git processes; once per data directory).
+        from opstui.backend.demo_repos import ensure_repos
+
+        making_repos = asyncio.create_task(ensure_repos(root / "repos", repos))
 
         # The secret lives beside the data it protects; ephemeral backends get a fresh one.
         secret = load_or_create_secret(root / "jwt_secret")
@@ -144,7 +163,7 @@ class EmbeddedBackend:
 
         self._runner = GatewayRunner(app)
         await self._runner.setup()
-        sock = _bind(self.port)
+        sock = self._bind_gateway(root)
         site = web.SockSite(self._runner, sock)
         await site.start()
         port = sock.getsockname()[1]
@@ -155,11 +174,50 @@ class EmbeddedBackend:
             service_role_key=service_role_key,
             db_url=cluster.url(),
             users=users,
-            notices=list(cluster.notices),
+            notices=list(cluster.notices) + await making_repos,
         )
         if self.seed_demo and self.ssh_demo_hosts and self.defer_ssh_demo:
             self._deferred_ssh_demo = (root, cluster.conninfo())
         return self.info
+
+    def _bind_gateway(self, root: Path) -> socket.socket:
+        """The gateway's socket: `port`, else (keep_port) this data directory's port."""
+        port_file = root / PORT_FILE
+        stored = 0
+        if self.keep_port and not self.port and not self.ephemeral:
+            with contextlib.suppress(OSError, ValueError):
+                stored = int(port_file.read_text().strip())
+            stored = stored if 1024 <= stored <= 65535 else 0
+        port = self.port or stored
+        try:
+            sock = _bind(port)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES) or not port:
+                raise
+            where = f" (this data directory's port, kept in {port_file})" if stored else ""
+            raise PortInUse(
+                exc.errno,
+                f"port {port} on {HOST}{where} is already in use; stop what uses it "
+                "(another `opstui serve`?) or pick another with --port",
+            ) from None
+        if self.keep_port and not self.port and not self.ephemeral:
+            chosen = sock.getsockname()[1]
+            if chosen != stored:
+                with contextlib.suppress(OSError):
+                    port_file.write_text(f"{chosen}\n")
+        return sock
+
+    async def start_demo_runners(self) -> None:
+        """Start the demo's in-process runners (backend/demo_runner.py), once the demo SSH
+        hosts are up. Call it on the backend's loop; `stop()` stops them."""
+        if self.demo_runners is not None or self.info is None or not self.seed_demo:
+            return
+        from opstui.backend.demo_runner import DemoRunners
+
+        self.demo_runners = DemoRunners()
+        if self._ssh_demo_task is not None:
+            await asyncio.gather(self._ssh_demo_task, return_exceptions=True)
+        await self.demo_runners.start(self.info, self.ssh_demo)
 
     def start_deferred_ssh_demo(self) -> None:
         """Start the demo SSH hosts that `defer_ssh_demo` held back. Call it on the backend's loop."""
@@ -189,8 +247,13 @@ class EmbeddedBackend:
 
         await asyncio.to_thread(update)
 
-    def _prepare_database(self, conninfo: str) -> list[dict[str, Any]]:
-        """Bootstrap, migrate, capture changes, seed. Blocking: runs in a thread."""
+    def _prepare_database(
+        self, conninfo: str, root: Path
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """Bootstrap, migrate, capture changes, seed. Blocking: runs in a thread.
+
+        Returns the demo users (with this data directory's passwords) and the demo
+        repositories to make."""
         import psycopg
 
         from opstui.backend import demo, realtime, schema
@@ -199,8 +262,17 @@ class EmbeddedBackend:
             schema.prepare_database(conn)
             realtime.install_change_capture(conn)
             if not self.seed_demo:
-                return []
-            demo_users = demo.seed_demo(conn, now=self.demo_now)
+                return [], []
+            passwords, new = demo.load_or_create_accounts(root)
+            if new and demo.demo_users(conn):
+                # Seeded before passwords were per install (the published one): replace them.
+                demo.set_passwords(conn, passwords)
+            demo_users = demo.seed_demo(
+                conn, now=self.demo_now, passwords=passwords, repos_dir=root / "repos",
+                live_runs=self.demo_live_runs,
+            )  # fmt: skip
+            demo.point_repositories(conn, root / "repos")
+            repos = demo.demo_repositories(conn)
         return [
             {
                 "email": u.email,
@@ -210,7 +282,7 @@ class EmbeddedBackend:
                 "role": u.role,
             }
             for u in demo_users
-        ]
+        ], repos
 
     async def stop_gateway(self) -> None:
         """Stop serving HTTP and WebSockets (Postgres keeps running): an outage, for tests."""
@@ -237,6 +309,12 @@ class EmbeddedBackend:
         await self.start_gateway()
 
     async def stop(self) -> None:
+        if self.demo_runners is not None:
+            runners, self.demo_runners = self.demo_runners, None
+            try:
+                await runners.stop()
+            except Exception as exc:  # noqa: BLE001 - stopping goes on
+                log.warning("the demo runners did not stop cleanly: %s", exc)
         if self._ssh_demo_task is not None:
             task, self._ssh_demo_task = self._ssh_demo_task, None
             if not task.done():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from opstui.cli import cicd, deploy, runner, runs, serve, session, ssh
+from opstui.cli import cicd, demo, deploy, runner, runs, serve, session, ssh
 
 # Resources whose headless actions grow beyond `list`: name -> adds its extra actions.
 _EXTRA_ACTIONS = {
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve.add_commands(commands)
+    demo.add_commands(commands)
     session.add_commands(commands)
     _add_resources(commands)
     session.add_watch(commands)

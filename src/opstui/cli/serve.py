@@ -19,7 +19,10 @@ def add_commands(commands: Any) -> None:
         "serve", help="run the embedded Supabase-compatible backend in the foreground"
     )
     serve.add_argument(
-        "--port", type=port_number, default=0, help="port on 127.0.0.1 (default: any free)"
+        "--port",
+        type=port_number,
+        default=0,
+        help="port on 127.0.0.1 (default: the one this data directory used last, else any free)",
     )
     serve.add_argument(
         "--ephemeral", action="store_true", help="use a temporary database, removed at exit"
@@ -63,10 +66,11 @@ def migrations_handler(args: argparse.Namespace, parser: argparse.ArgumentParser
 
 
 async def _serve(port: int, *, ephemeral: bool, as_json: bool) -> int:
-    from opstui.backend.embedded import EmbeddedBackend
+    from opstui.backend.embedded import EmbeddedBackend, PortInUse
     from opstui.backend.postgres import PostgresError
 
-    backend = EmbeddedBackend(port=port, ephemeral=ephemeral)
+    # No runner here: run `opstui runner` against it (the queued demo runs wait for one).
+    backend = EmbeddedBackend(port=port, ephemeral=ephemeral, keep_port=True, demo_live_runs=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,6 +80,8 @@ async def _serve(port: int, *, ephemeral: bool, as_json: bool) -> int:
             info = await backend.start()
         except PostgresError as exc:
             raise CliError(str(exc)) from None
+        except PortInUse as exc:
+            raise CliError(exc.strerror or str(exc)) from None
         except OSError as exc:
             if port and exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS
                 raise CliError(
@@ -104,5 +110,5 @@ def _print_human(info, *, ephemeral: bool) -> None:
         print("  demo accounts:")
         for user in info.users:
             print(f"    {user['email']:<26} {user['role']}")
-        print("  (their passwords are in the README, and in the --json output)")
+        print("  (their passwords, made for this install: `opstui demo accounts`, or --json)")
     print("Press Ctrl+C to stop.", flush=True)
