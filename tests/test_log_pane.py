@@ -162,8 +162,9 @@ async def test_a_50_mb_log_stays_capped_and_quick():
         assert len(pane.view) == 10_000 and pane.view.dropped == 490_000
         assert pane.view.follow and pane.view.scroll_y == pane.view.max_scroll_y
         print(f"\nlog pane: 50 MB in {elapsed:.2f}s; worst 1 MB chunk {worst * 1000:.0f} ms")
-        # One page of stored log must never hold the UI for long (a frame budget of sorts).
-        assert worst < 0.5
+        # One page of stored log must never hold the UI for long: ~20-90 ms a 1 MB page
+        # here when the machine is quiet; the bound leaves room for a busy one.
+        assert worst < 1.0
 
 
 async def test_output_log_keeps_the_multi_host_api():

@@ -416,21 +416,22 @@ async def test_the_log_has_no_gap_and_no_duplicate_when_chunks_arrive_while_it_l
     host = core["hosts"][0][0]
     total = 0
 
-    async def write(chunks: int) -> None:
+    async def write(calls: int, per_call: int) -> None:
         nonlocal total
-        for _ in range(chunks):
-            total += 1
-            await api.append_log(
-                runner, run_id, [{"host_id": host, "stream": "stdout", "text": f"line {total}\n"}]
-            )
+        for _ in range(calls):
+            chunks = []
+            for _ in range(per_call):
+                total += 1
+                chunks.append({"host_id": host, "stream": "stdout", "text": f"line {total}\n"})
+            await api.append_log(runner, run_id, chunks)
 
-    await write(120)  # stored before the view opens
+    await write(24, 5)  # 120 chunks stored before the view opens
     # Small pages: the stored log takes many round trips, and the runner writes meanwhile.
     monkeypatch.setattr(run_watch, "PAGE_ROWS", 7)
     app = make_app(backend, USER)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        writing = asyncio.ensure_future(write(80))
+        writing = asyncio.ensure_future(write(40, 2))  # 80 more while it loads
         app.open_run(run_id)
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.is_mounted)
         await writing
@@ -511,4 +512,42 @@ async def test_a_big_stored_log_opens_at_its_tail(backend, core, sign_in, monkey
         await api.append_log(runner, run_id, [{"host_id": host, "stream": "stdout", "text": "next\n"}])
         await wait_for(pilot, lambda: pane.last_seq == 101)
         assert pane.view.plain_lines[-1].endswith("│ next") and pane.gaps == []
+    await api.finish(runner, run_id, "succeeded")
+
+
+async def test_the_run_view_catches_up_after_an_outage(backend, backend_info, core, sign_in):
+    runner = await sign_in(RUNNER)
+    run_id = await api.launch(runner, core["deployment"])
+    await _claim(runner, run_id)
+    host = core["hosts"][0][0]
+    await api.append_log(runner, run_id, [{"host_id": host, "stream": "stdout", "text": "one\n"}])
+    app = make_app(backend, USER)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.open_run(run_id)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.is_mounted)
+        screen = app.screen
+        pane = screen.query_one(LogPane)
+        await wait_for(pilot, lambda: pane.last_seq == 1)
+        await backend.stop_gateway()
+        try:
+            await wait_for(pilot, lambda: app.store.status.state.value != "live", what="outage")
+            # Written while nobody can hear: never pushed, so it must come from a re-read.
+            _db(
+                backend_info,
+                "insert into deployment_run_logs (run_id, host_id, seq, stream, text, team_id) "
+                "values (%s, %s, 2, 'stdout', 'two' || chr(10), %s)",
+                (run_id, host, core["team"]),
+            )
+            _db(
+                backend_info,
+                "update deployment_run_hosts set status = 'running', started_at = now() "
+                "where run_id = %s and host_id = %s",
+                (run_id, host),
+            )
+        finally:
+            await backend.start_gateway()
+        await wait_for(pilot, lambda: pane.last_seq == 2, timeout=40, what="the missed chunk")
+        assert [line.split(" │ ")[1] for line in pane.view.plain_lines] == ["one", "two"]
+        await wait_for(pilot, lambda: "running" in _host_cells(screen, host), timeout=20)
     await api.finish(runner, run_id, "succeeded")

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 PAGE_ROWS = 200  # log chunks per REST page (a chunk is at most 256 KB, usually a few KB)
 TAIL_BYTES = 8 * 1024 * 1024  # stored log read at open; older output is left to `runs logs`
 LIVE_BATCH = 200  # live chunks handed out in one update at most
+POLL_SECONDS = 5.0  # a running run silent this long is re-read (Realtime may have dropped)
 
 
 class RunWatchError(Exception):
@@ -72,6 +73,7 @@ class RunWatch:
         self.page_rows = page_rows or PAGE_ROWS
         self.tail_bytes = tail_bytes or TAIL_BYTES
         self.merge = SeqMerge(after=0)  # seqs start at 1
+        self.run: dict[str, Any] | None = None  # the latest run row seen
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._channel: Any = None
         self._joined = asyncio.Event()
@@ -86,16 +88,42 @@ class RunWatch:
             async for update in self._stored_log(first=True):
                 yield update
             while True:
-                item = await self._queue.get()
-                if item is _RESYNC:
-                    yield await self._snapshot()
-                    async for update in self._stored_log(first=False):
-                        yield update
-                    continue
-                async for update in self._live(item):
-                    yield update
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), self._quiet_timeout())
+                except TimeoutError:
+                    item = _RESYNC  # quiet while the run is going: re-read, to be sure
+                try:
+                    if item is _RESYNC:
+                        if not self._subscribed():
+                            # A channel the server closed is gone for good: a new one.
+                            await self.close()
+                            await self._subscribe()
+                        yield await self._snapshot()
+                        async for update in self._stored_log(first=False):
+                            yield update
+                    else:
+                        async for update in self._live(item):
+                            yield update
+                except RunWatchError as exc:
+                    # The server is away: what we miss is re-read once it is back.
+                    log.debug("run %s: reading failed, retrying: %s", self.run_id, exc)
+                    self._queue_retry()
         finally:
             await self.close()
+
+    def _queue_retry(self) -> None:
+        asyncio.get_running_loop().call_later(POLL_SECONDS, self._queue.put_nowait, _RESYNC)
+
+    def _quiet_timeout(self) -> float | None:
+        status = (self.run or {}).get("status")
+        return POLL_SECONDS if status in ("queued", "running") else None
+
+    def _subscribed(self) -> bool:
+        channel = self._channel
+        realtime = getattr(self.client, "realtime", None)
+        if channel is None or realtime is None:
+            return False
+        return bool(realtime.is_connected) and realtime.channels.get(channel.topic) is channel
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
@@ -121,6 +149,8 @@ class RunWatch:
                 callback=self._on_change,
             )
         self._channel = channel
+        self._joined = asyncio.Event()
+        self._failed = None
         joined_once = False
 
         def on_state(state: Any, error: Exception | None) -> None:
@@ -150,14 +180,15 @@ class RunWatch:
     # -- snapshot ---------------------------------------------------------------------------
 
     async def _select(self, query: Any) -> list[dict[str, Any]]:
+        import httpx
         from postgrest.exceptions import APIError
 
         try:
             return list((await query.execute()).data or [])
         except APIError as exc:
             raise RunWatchError(exc.message or "the server refused to read the run") from None
-        except OSError as exc:
-            raise RunWatchError(f"cannot reach the server: {exc}") from None
+        except (OSError, httpx.HTTPError) as exc:
+            raise RunWatchError(f"cannot reach the server: {exc or type(exc).__name__}") from None
 
     async def _snapshot(self) -> RunUpdate:
         table = self.client.table
@@ -173,6 +204,7 @@ class RunWatch:
         )
         if not run_rows:
             raise RunWatchError("this run is gone, or you may not see it")
+        self.run = run_rows[0]
         return RunUpdate(run=run_rows[0], hosts=tuple(hosts), snapshot=True)
 
     def _log_query(self) -> Any:
@@ -256,7 +288,7 @@ class RunWatch:
             if not record:
                 continue
             if table == "deployment_runs":
-                run = record
+                run = self.run = record
             elif table == "deployment_run_hosts":
                 hosts[record.get("host_id")] = record
             elif table == "deployment_run_logs" and record.get("seq") is not None:
