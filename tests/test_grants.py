@@ -200,3 +200,22 @@ def test_with_supabase_function_defaults_anon_still_executes_no_app_function(clu
             """,
         )
     assert callable_by_anon == []
+
+
+async def test_each_request_runs_under_its_own_roles_statement_timeout(backend, sign_in):
+    """PostgREST applies the impersonated role's settings: anon's 3 s, not authenticator's 8 s."""
+    name = f"slow_{uuid.uuid4().hex[:8]}"
+    migrator = backend._cluster.conninfo(user="postgres")
+    _one(
+        migrator,
+        f"create function public.{name}() returns text language sql as"  # noqa: S608
+        " $$ select current_setting('statement_timeout') $$",
+    )
+    _one(migrator, f"grant execute on function public.{name}() to anon, authenticated")  # noqa: S608
+    try:
+        anon = await sign_in()
+        user = await sign_in(demo_user(backend.info, "admin")["email"])
+        assert (await anon.rpc(name).execute()).data == "3s"
+        assert (await user.rpc(name).execute()).data == "8s"
+    finally:
+        _one(migrator, f"drop function public.{name}()")  # noqa: S608

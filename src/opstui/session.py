@@ -151,6 +151,8 @@ async def sign_in(client: AsyncClient, email: str, password: str) -> None:
     except AuthApiError as exc:
         if exc.code == "invalid_credentials":
             raise SignInError("wrong email or password") from None
+        if exc.code == "over_request_rate_limit":
+            raise SignInError("too many failed sign-ins; wait a few minutes, then try again") from None
         raise SignInError(f"sign-in refused: {exc.message}") from None
     except AuthRetryableError as exc:
         raise SignInError(
@@ -160,6 +162,28 @@ async def sign_in(client: AsyncClient, email: str, password: str) -> None:
         raise SignInError(f"cannot reach the server: {exc}; check the URL and network") from None
     if await client.auth.get_session() is None:
         raise SignInError("the server answered but gave no session; is this a Supabase URL?")
+
+
+async def check_reachable(client: AsyncClient) -> str | None:
+    """None if the project's auth answers at all; else one line saying what is wrong.
+
+    Asked when the sign-in screen opens, so a wrong URL is reported before anyone
+    types a password. It goes through the client's own HTTP session.
+    """
+    http = client.options.httpx_client
+    base = str(client.supabase_url).rstrip("/")
+    if http is None:
+        return None
+    try:
+        response = await http.get(
+            f"{base}/auth/v1/health", headers={"apikey": client.supabase_key}, timeout=5.0
+        )
+    except Exception as exc:  # noqa: BLE001 - every transport failure is the same answer
+        reason = str(exc) or type(exc).__name__
+        return f"cannot reach {base}: {reason}; check the URL and network"
+    if response.status_code >= 500:
+        return f"{base} answered {response.status_code}; the server is failing"
+    return None
 
 
 async def resume(client: AsyncClient) -> bool:

@@ -294,17 +294,54 @@ async def transaction_as(
     path: str = "/",
 ) -> AsyncIterator[psycopg.AsyncConnection]:
     """One transaction running as the JWT's role with its claims, like PostgREST's txVarQuery."""
+    role = claims.get("role", "anon")
     async with ctx.pool.connection() as conn:
         async with conn.transaction():
+            timeouts = await _role_timeouts(ctx, conn, role)
             await conn.execute(
                 "select set_config('search_path', 'public, extensions', true),"
                 " set_config('role', %s, true),"
                 " set_config('request.jwt.claims', %s, true),"
                 " set_config('request.method', %s, true),"
-                " set_config('request.path', %s, true)",
-                (claims.get("role", "anon"), json.dumps(claims), method, path),
+                " set_config('request.path', %s, true),"
+                " set_config('statement_timeout', %s, true),"
+                " set_config('lock_timeout', %s, true)",
+                (role, json.dumps(claims), method, path, *timeouts),
             )
             yield conn
+
+
+# Settings PostgREST applies for the impersonated role (its "role settings"): SET ROLE
+# alone would leave every request with authenticator's, so anon's 3 s would be 8 s.
+ROLE_SETTINGS = ("statement_timeout", "lock_timeout")
+
+
+async def _role_timeouts(
+    ctx: GatewayContext, conn: psycopg.AsyncConnection, role: str
+) -> tuple[str, str]:
+    cache: dict[str, tuple[str, str]] = ctx.extras.setdefault("role_timeouts", {})
+    found = cache.get(role)
+    if found is None:
+        rows = await (
+            await conn.execute(
+                "select split_part(setting, '=', 1), split_part(setting, '=', 2)"
+                " from pg_db_role_setting s join pg_roles r on r.oid = s.setrole,"
+                " unnest(s.setconfig) as setting"
+                " where r.rolname = %s"
+                " and s.setdatabase in (0, (select oid from pg_database"
+                "                           where datname = current_database()))",
+                (role,),
+            )
+        ).fetchall()
+        settings = dict(rows)
+        current = await (
+            await conn.execute(
+                "select current_setting('statement_timeout'), current_setting('lock_timeout')"
+            )
+        ).fetchone()
+        statement, lock = (settings.get(n, d) for n, d in zip(ROLE_SETTINGS, current, strict=True))
+        found = cache[role] = (statement, lock)
+    return found
 
 
 # -- the HTTP front: requests that never reach a handler --------------------------------------

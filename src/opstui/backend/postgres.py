@@ -160,8 +160,9 @@ class PostgresCluster:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise PostgresError(
-                f"another opstui backend (pid {holder}) is using {self.data_dir}; "
-                "stop it first, or run with --ephemeral"
+                f"another opstui backend (pid {holder}) is using {self.data_dir}; quit that "
+                "opstui first, or give this one its own directory (OPSTUI_DATA_DIR=...; "
+                "`opstui serve --ephemeral` uses a throwaway one)"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

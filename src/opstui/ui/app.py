@@ -101,6 +101,7 @@ class OpsApp(App):
         self.tick_seconds = tick_seconds
         self.health_interval = health_interval
         self.store: Store | None = None
+        self.connection_error: str | None = None  # why the start failed, for the header
         self.store_changed: Signal[StoreEvent] = Signal(self, "store-changed")
 
     @property
@@ -155,6 +156,7 @@ class OpsApp(App):
         await self._open_store(client)
 
     async def _open_store(self, client: Any) -> None:
+        self.connection_error = None
         store = Store(client, clock=self.clock)
         store.listen(lambda event: self.post_message(StoreEventArrived(event)))
         self.store = store
@@ -192,10 +194,13 @@ class OpsApp(App):
     def _connection_failed(self, message: ConnectionFailed) -> None:
         from opstui.ui.screens.signin import SignInScreen
 
+        self.connection_error = message.reason
         if isinstance(self.screen, SignInScreen):
             self.screen.show_error(message.reason)
         else:
             self.notify(message.reason, title="Connection", severity="error", timeout=30)
+            if hasattr(self.screen, "refresh_context"):
+                self.screen.refresh_context()
 
     @on(WriteFailed)
     def _write_failed(self, message: WriteFailed) -> None:

@@ -47,7 +47,11 @@ class OpsScreen(Screen):
     def refresh_context(self) -> None:
         store = self.store
         self.query_one(ContextBar).render_context(
-            store, self.app.backend_label, store.status if store else None, self.app.clock()
+            store,
+            self.app.backend_label,
+            store.status if store else None,
+            self.app.clock(),
+            error=getattr(self.app, "connection_error", None),
         )
 
     def store_ready(self) -> None:

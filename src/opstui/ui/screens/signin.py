@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -16,6 +17,7 @@ class SignInScreen(Screen):
         super().__init__()
         self.target_label = target_label
         self.email = email or ""
+        self.probed = False  # the reachability check has answered
 
     def compose(self) -> ComposeResult:
         with Vertical(id="signin"):
@@ -28,6 +30,15 @@ class SignInScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#password" if self.email else "#email", Input).focus()
+        self.check_reachable()
+
+    @work(exclusive=True, group="signin-probe", exit_on_error=False)
+    async def check_reachable(self) -> None:
+        """Say a URL is wrong now, not after a password was typed."""
+        problem = await self.app.connector.check_reachable()
+        if problem is not None:
+            self.show_error(problem)
+        self.probed = True
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "email":

@@ -27,8 +27,9 @@ class ContextBar(Static):
         backend_label: str,
         status: ConnectionStatus | None,
         now: datetime | None = None,
+        error: str | None = None,
     ) -> None:
-        self._last = (store, backend_label, status, now)
+        self._last = (store, backend_label, status, now, error)
         # (piece, priority): lower numbers are dropped last.
         pieces: list[tuple[Text, int]] = [
             (Text(" opstui ", style="bold reverse"), 3),
@@ -51,7 +52,7 @@ class ContextBar(Static):
                     2,
                 ),
             ]
-        state = Text("  ").append_text(connection_text(status, now or datetime.now(UTC)))
+        state = Text("  ").append_text(connection_text(status, now or datetime.now(UTC), error))
         width = self.size.width or (self.app.size.width if self.is_attached else 200)
         room = width - state.cell_len
         for _, priority in sorted(pieces, key=lambda p: -p[1]):
@@ -69,8 +70,13 @@ class ContextBar(Static):
             self.render_context(*self._last)
 
 
-def connection_text(status: ConnectionStatus | None, now: datetime) -> Text:
+def connection_text(
+    status: ConnectionStatus | None, now: datetime, error: str | None = None
+) -> Text:
     if status is None:
+        # A start that failed says so; it never claims to be "connecting" forever.
+        if error:
+            return Text("✕ not connected", style="bold red")
         return Text("◌ connecting", style="yellow")
     if status.state is ConnectionState.LIVE:
         return Text("● live", style="bold green")
