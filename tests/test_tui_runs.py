@@ -45,12 +45,11 @@ def core(backend_info):
     hosts = _db(
         backend_info, "select id, name from hosts where team_id = %s order by name limit 3", (team,)
     )
-    # Whatever an earlier test left queued or running in Core must not be claimed here.
+    # A run an earlier test left queued in Core must not be handed out here.
     _db(
         backend_info,
-        "update deployment_runs set status = 'cancelled', finished_at = now(), "
-        "started_at = coalesce(started_at, now()) "
-        "where team_id = %s and status in ('queued', 'running')",
+        "update deployment_runs set status = 'cancelled', finished_at = now() "
+        "where team_id = %s and status = 'queued'",
         (team,),
     )
     name = f"tui-run-{uuid.uuid4().hex[:6]}"
