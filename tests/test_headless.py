@@ -81,7 +81,8 @@ async def test_login_stores_a_private_session_and_list_uses_it(home, backend_inf
 
     listed = await _opstui(home, "hosts", "list", "--team", "Payments", "--json")
     assert listed.returncode == 0, listed.stderr
-    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    rows = json.loads(listed.stdout)  # one JSON array (watch --json is the NDJSON stream)
+    assert isinstance(rows, list)
     with psycopg.connect(backend_info.db_url) as conn:
         expected = {
             r[0]

@@ -112,10 +112,13 @@ async def list_rows(
     connector, store = await _open(profile, team)
     try:
         rows = sorted(store.rows(spec.table), key=lambda r: str(r.get(spec.order_by) or ""))
-        if not as_json:
-            print("\t".join(column.label for column in spec.columns))
+        if as_json:
+            # One JSON array (jq-friendly); `watch --json` is the NDJSON stream.
+            print(json.dumps(rows, sort_keys=True, indent=None))
+            return 0
+        print("\t".join(column.label for column in spec.columns))
         for row in rows:
-            print(json.dumps(row, sort_keys=True) if as_json else _line(spec, row, store))
+            print(_line(spec, row, store))
     finally:
         await store.close()
         await connector.close()

@@ -222,7 +222,11 @@ async def copy(args: argparse.Namespace) -> int:
         target = SshTarget.from_host(_select(store, host_name, False)[0])
         label = f"{args.src} -> {args.dst}"
 
+        live = sys.stderr.isatty()  # "\r" redraws only on a terminal; a log gets one line
+
         def progress(done: int, total: int) -> None:
+            if not live:
+                return
             pct = f"{100 * done // total:3d}%" if total else "   "
             sys.stderr.write(f"\r{label}  {pct}  {done:,}/{total:,} bytes")
             sys.stderr.flush()
@@ -236,7 +240,7 @@ async def copy(args: argparse.Namespace) -> int:
             if remote.endswith("/"):
                 remote += args.src.rstrip("/").rsplit("/", 1)[-1]
             size = await upload(pool, target, args.src, remote, progress=progress)
-        sys.stderr.write(f"\r{label}  done, {size:,} bytes\n")
+        sys.stderr.write(f"{chr(13) if live else ''}{label}  done, {size:,} bytes\n")
         return 0
     finally:
         await pool.close()

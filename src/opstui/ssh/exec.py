@@ -82,7 +82,7 @@ class Summary:
                  f"{len(self.unreachable)} unreachable"]  # fmt: skip
         if self.cancelled:
             parts.append(f"{len(self.cancelled)} cancelled")
-        return ", ".join(parts) + f" in {self.duration:.1f}s"
+        return ", ".join(parts) + f" in {self.duration:.2f}s"
 
 
 @dataclass(frozen=True)
