@@ -213,8 +213,12 @@ class OverviewScreen(OpsScreen):
         return grid
 
 
-def _run_name(run: dict[str, Any]) -> str:
-    return f"{(run.get('spec') or {}).get('deployment_name', '?')} #{run.get('number', '?')}"
+def _run_name(run: dict[str, Any], width: int = 26) -> str:
+    """`name #7`, the name shortened so the number always shows."""
+    name = str((run.get("spec") or {}).get("deployment_name", "?"))
+    if len(name) > width:
+        name = name[: width - 1] + "…"
+    return f"{name} #{run.get('number', '?')}"
 
 
 def _running_table(runs: list[dict[str, Any]], now) -> Table | Text:

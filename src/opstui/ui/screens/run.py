@@ -301,27 +301,29 @@ class RunScreen(OpsScreen):
             (f"{run.get('trigger')}", "cyan"),
             f" by {person(self.store, run.get('requested_by'))}",
         )
+        times: list[str] = []
         requested = parse_time(run.get("requested_at"))
         if requested is not None:
-            first.append(f"  requested {human_span((now - requested).total_seconds())} ago")
+            times.append(f"requested {human_span((now - requested).total_seconds())} ago")
         started = parse_time(run.get("started_at"))
         if started is not None:
-            first.append(f"  started {started:%Y-%m-%d %H:%M:%S}")
-            first.append(f"  took {span_between(run.get('started_at'), run.get('finished_at'), now)}")
+            times.append(f"started {started:%Y-%m-%d %H:%M:%S}")
+            times.append(f"took {span_between(run.get('started_at'), run.get('finished_at'), now)}")
+        if run.get("runner_name"):
+            times.append(f"runner {run['runner_name']}")
+        when = Text(" · ".join(times), style="dim")
         total = run.get("hosts_total") or len(self.hosts)
         failed = run.get("hosts_failed") or 0
         second = Text.assemble(
             ("hosts ", "dim"),
             (f"{run.get('hosts_done') or 0} of {total} done", "bold"),
             (f", {failed} failed" if failed else "", "bold red"),
-            ("  batch ", "dim"),
+            (" · batch ", "dim"),
             f"{run.get('current_batch') or 0} of {run.get('batch_count') or 0}",
-            ("  rollout ", "dim"),
+            (" · rollout ", "dim"),
             describe_rollout((run.get("spec") or {}).get("rollout") or {}),
         )
-        if run.get("runner_name"):
-            second.append(f"  runner {run['runner_name']}", style="dim")
-        parts: list[Any] = [first, second]
+        parts: list[Any] = [first, when, second]
         if run.get("cancel_requested_at") and status in ACTIVE:
             who = person(self.store, run.get("cancel_requested_by"))
             parts.append(Text(f"cancel requested by {who}; the runner is stopping it", "yellow"))
