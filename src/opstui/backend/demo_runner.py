@@ -53,7 +53,8 @@ class DemoRunners:
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task] = []
 
-    async def start(self, info: Any, fleet: Any) -> None:
+    async def start(self, info: Any, fleet: Any, **overrides: Any) -> None:
+        """Sign in and start the runners; `overrides` replace RunnerSettings fields."""
         from opstui.runs.runner import Runner, RunnerSettings
         from opstui.session import Target, create_client, sign_in
         from opstui.ssh import ConnectionPool, SshSettings, rpc_password_source
@@ -70,7 +71,7 @@ class DemoRunners:
             except Exception as exc:  # noqa: BLE001 - the demo goes on without this runner
                 log.warning("demo runner %s could not sign in: %s", name, exc)
                 continue
-            settings = SshSettings(
+            ssh = SshSettings(
                 password_source=rpc_password_source(client),
                 decide=fleet_decide(fleet),
                 agent_path=None,  # the demo servers take their passwords only
@@ -79,8 +80,8 @@ class DemoRunners:
             )
             runner = Runner(
                 client,
-                RunnerSettings(name=name, concurrency=2, drain_seconds=3.0),
-                pool=ConnectionPool(settings),
+                RunnerSettings(**{"name": name, "concurrency": 2, "drain_seconds": 3.0, **overrides}),
+                pool=ConnectionPool(ssh),
             )
             self.runners.append(runner)
             self._tasks.append(asyncio.create_task(runner.run(), name=f"opstui-{name}"))
