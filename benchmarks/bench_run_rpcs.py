@@ -37,18 +37,24 @@ async def run(history: int, rounds: int) -> int:
             deployments = [
                 r[0]
                 for r in conn.execute(
-                    "select id::text from deployments where team_id = %s and cardinality(host_ids) > 0"
-                    " order by name",
+                    "select id::text from deployments d where team_id = %s and cardinality(host_ids) > 0"
+                    " and not exists (select 1 from deployment_runs r where r.deployment_id = d.id"
+                    " and r.status in ('queued', 'running')) order by name",
                     (team,),
                 )
             ]
             t0 = time.perf_counter()
             per = max(1, history // len(deployments))
+            # History only: no Realtime capture, no status trigger per seeded row.
+            conn.execute("set session_replication_role = replica")
             conn.execute(
                 """
                 insert into deployment_runs (deployment_id, team_id, tenant_id, number, trigger,
                   status, requested_at, started_at, finished_at, spec)
-                select d.id, d.team_id, d.tenant_id, g, 'manual', 'succeeded',
+                select d.id, d.team_id, d.tenant_id,
+                       g + coalesce((select max(r.number) from deployment_runs r
+                                     where r.deployment_id = d.id), 0),
+                       'manual', 'succeeded',
                        now() - (g || ' hours')::interval, now() - (g || ' hours')::interval,
                        now() - (g || ' hours')::interval + interval '1 minute',
                        jsonb_build_object('host_ids', to_jsonb(d.host_ids::text[]))
@@ -57,6 +63,7 @@ async def run(history: int, rounds: int) -> int:
                 """,
                 (per, deployments),
             )
+            conn.execute("set session_replication_role = origin")
             conn.execute("analyze deployment_runs")
             seeded = conn.execute("select count(*) from deployment_runs").fetchone()[0]
             seed_s = time.perf_counter() - t0
