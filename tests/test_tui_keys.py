@@ -135,3 +135,42 @@ async def test_footer_shows_only_working_keys_and_keeps_help_at_any_width(backen
             assert shown[0] == "help"
             context = str(app.screen.query_one("#context").content)
             assert "live" in context and "admin@acme.test" in context, (size, context)
+
+
+async def test_a_picked_theme_is_remembered_in_the_config(backend, tmp_path, monkeypatch):
+    from opstui.config import load_config
+
+    monkeypatch.setenv("OPSTUI_CONFIG_DIR", str(tmp_path / "config"))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text("health_interval_seconds = 0\n")
+    app = make_app(backend)
+    app.remember_theme = True
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.theme = "nord"
+        await wait_for(pilot, lambda: load_config().theme == "nord", what="theme saved")
+    assert load_config().health_interval_seconds == 0, "the rest of the file is kept"
+    again = make_app(backend)
+    assert type(again)(again.connector, theme=load_config().theme).theme == "nord"
+
+
+def test_a_config_with_only_a_theme_still_starts_the_embedded_demo_early(tmp_path, monkeypatch):
+    from opstui.cli.tui import _plainly_embedded
+
+    monkeypatch.setenv("OPSTUI_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "config.toml").write_text('theme = "nord"\n')
+    assert _plainly_embedded(None)
+    (tmp_path / "config.toml").write_text('theme = "nord"\n[profiles.prod]\nurl = "x"\n')
+    assert not _plainly_embedded(None)
+
+
+async def test_a_refused_key_names_its_action_in_words(backend):
+    app = make_app(backend, "viewer@acme.test")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        await pilot.press("n")  # native ssh: a viewer may not
+        await wait_for(pilot, lambda: any("Not allowed" in n.message for n in app._notifications))
+        note = next(n for n in app._notifications if "Not allowed" in n.message)
+        assert note.title == "Native ssh", note.title

@@ -17,6 +17,7 @@ the file, the problem and the fix.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -62,7 +63,31 @@ class ConfigFile(BaseModel):
     # Re-check every host over SSH this often while the TUI runs; 0 (the default) is off,
     # since checking unreachable hosts costs a connect timeout each.
     health_interval_seconds: Annotated[float, Field(ge=0)] = 0
+    # The TUI's colour theme (a Textual theme name); the TUI writes it when you pick one.
+    theme: str | None = None
     profiles: dict[str, dict] = Field(default_factory=dict)
+
+
+def save_setting(key: str, value: str, path: Path | None = None) -> None:
+    """Set one top-level `key = "value"` in the config file, keeping everything else.
+
+    Blocking file I/O: the TUI calls it from a worker thread.
+    """
+    path = path or locations.config_file()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    line = f"{key} = {json.dumps(value)}"
+    top = next((i for i, text in enumerate(lines) if text.lstrip().startswith("[")), len(lines))
+    for index in range(top):
+        if lines[index].split("=", 1)[0].strip() == key:
+            lines[index] = line
+            break
+    else:
+        lines.insert(0, line)
+    locations.ensure_private_dir(path.parent)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def load_config(path: Path | None = None) -> ConfigFile:

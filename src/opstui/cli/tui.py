@@ -40,8 +40,15 @@ def _run_tui(profile: str | None, team: str | None, *, verbose: bool = False) ->
     from opstui.ui.app import OpsApp
     from opstui.ui.log_notices import logs_to_file
 
-    interval = load_config().health_interval_seconds
-    app = OpsApp(connector, team=team, health_interval=interval, exit_on_signals=True)
+    config = load_config()
+    app = OpsApp(
+        connector,
+        team=team,
+        health_interval=config.health_interval_seconds,
+        exit_on_signals=True,
+        theme=config.theme,
+        remember_theme=True,
+    )
     try:
         with logs_to_file(app, verbose=verbose):
             app.run()
@@ -66,7 +73,12 @@ def _plainly_embedded(profile: str | None) -> bool:
         return False
     if os.environ.get("SUPABASE_URL") or os.environ.get("SUPABASE_ANON_KEY"):
         return False
-    return not locations.config_file().exists()
+    path = locations.config_file()
+    if not path.exists():
+        return True
+    # A file holding only UI settings (the theme) names no project either.
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return "profiles" not in text and "default_profile" not in text
 
 
 def _start_backend() -> BackgroundBackend:

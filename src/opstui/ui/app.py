@@ -57,6 +57,10 @@ def _main_screen(name: str) -> Callable[[], Any]:
             from opstui.ui.screens.hosts import HostsScreen
 
             return HostsScreen(RESOURCES[name])
+        if name == "cicd":
+            from opstui.ui.screens.cicd import CicdScreen
+
+            return CicdScreen(RESOURCES[name])
         from opstui.ui.screens.resource import ResourceScreen
 
         return ResourceScreen(RESOURCES[name])
@@ -92,9 +96,14 @@ class OpsApp(App):
         tick_seconds: float = 1.0,
         health_interval: float = 0.0,
         exit_on_signals: bool = False,
+        theme: str | None = None,
+        remember_theme: bool = False,
     ) -> None:
         super().__init__()
         self.exit_on_signals = exit_on_signals
+        if theme and theme in self.available_themes:
+            self.theme = theme
+        self.remember_theme = remember_theme
         self.connector = connector
         self.initial_team = team
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -126,9 +135,22 @@ class OpsApp(App):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.exit)
+        if self.remember_theme:
+            self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.connect()
         if self.tick_seconds:
             self.set_interval(self.tick_seconds, self._tick)
+
+    def _theme_changed(self, theme: Any) -> None:
+        from opstui.config import save_setting
+
+        # Picked in the palette: remembered in the config file for the next start.
+        self.run_worker(
+            lambda: save_setting("theme", theme.name),
+            thread=True,
+            group="config",
+            exit_on_error=False,
+        )
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect(self) -> None:
@@ -312,11 +334,16 @@ class OpsApp(App):
             return
         from opstui.ui.screens.resource import ResourceScreen
 
+        screen = ResourceScreen(spec)
+        if spec.table in ("cicd_providers", "cicd_builds"):
+            from opstui.ui.screens.cicd import list_screen
+
+            screen = list_screen(spec)  # providers: t / r; builds: enter opens the build view
         # As in k9s, a `:` view replaces a `:` view (esc goes back to the list it came from).
         if len(self.screen_stack) > 1 and isinstance(self.screen, ResourceScreen):
-            self.switch_screen(ResourceScreen(spec))
+            self.switch_screen(screen)
         else:
-            self.push_screen(ResourceScreen(spec))
+            self.push_screen(screen)
 
     def open_detail(self, spec: ResourceSpec, key: str, *, raw: bool = False) -> None:
         from opstui.ui.screens.detail import DetailScreen
@@ -427,6 +454,11 @@ class OpsApp(App):
         from opstui.ui.screens.run import RunScreen
 
         self.push_screen(RunScreen(run_id))
+
+    def open_build(self, build_id: str) -> None:
+        from opstui.ui.screens.build import BuildScreen
+
+        self.push_screen(BuildScreen(build_id))
 
     @work(group="writes", exit_on_error=False)
     async def toggle_pin(self, row: dict[str, Any]) -> None:

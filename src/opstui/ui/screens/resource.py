@@ -240,7 +240,9 @@ class ResourceScreen(OpsScreen):
         decision = self._decision(action)
         if not decision.allowed:
             self.notify(
-                f"Not allowed: {decision.reason}.", title=f"{action.title()}", severity="warning"
+                f"Not allowed: {decision.reason}.",
+                title=action.replace("_", " ").capitalize(),
+                severity="warning",
             )
 
     def action_create(self) -> None:

@@ -258,7 +258,13 @@ class SessionsScreen(OpsScreen):
             self._close_pty(pty)
         if not self.sessions:
             self.tabs.add_class("hidden")
-            self.query_one("#sessions-empty").remove_class("hidden")
+            empty = self.query_one("#sessions-empty", Static)
+            # Not "yet": there were sessions, and the last one just closed.
+            empty.update(
+                "No open sessions. Press 2 for the hosts, then s on a host to open another.\n"
+                "In a session every key goes to the host; ctrl+] gives the keys back to opstui."
+            )
+            empty.remove_class("hidden")
         else:
             self.query_one("#sessions-tabs Tabs", Tabs).focus()
         self.refresh_bindings()
