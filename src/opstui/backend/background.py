@@ -54,10 +54,21 @@ class BackgroundBackend:
             return
         try:
             asyncio.run_coroutine_threadsafe(self.backend.stop(), self.loop).result(timeout)
+            # Leftovers (the runners' Realtime push timers) end here, not as "Task was
+            # destroyed" noise on the terminal once the loop is gone.
+            asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop).result(5)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
             self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    current = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 def _log_failure(task: asyncio.Future) -> None:
