@@ -145,16 +145,22 @@ async def find_build(client: Any, ref: str) -> dict:
 # -- runners ------------------------------------------------------------------------------------
 
 
-async def claim(client: Any, runner_name: str, lease_seconds: int) -> dict | None:
+async def claim(client: Any, runner_name: str, lease_seconds: int, limit: int = 1) -> dict | None:
+    """One queued build (see claim_many)."""
+    claimed = await claim_many(client, runner_name, lease_seconds, limit)
+    return claimed[0] if claimed else None
+
+
+async def claim_many(client: Any, runner_name: str, lease_seconds: int, limit: int) -> list[dict]:
     data = await _call(
         client,
         "claim_cicd_build",
-        {"p_runner_name": runner_name, "p_lease_seconds": lease_seconds},
-        "claim a build",
+        {"p_runner_name": runner_name, "p_lease_seconds": lease_seconds, "p_limit": limit},
+        "claim builds",
     )
     if isinstance(data, list):
-        return data[0] if data else None
-    return data or None
+        return data
+    return [data] if data else []
 
 
 async def start_run_build(

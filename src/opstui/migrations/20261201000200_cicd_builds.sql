@@ -519,7 +519,9 @@ as $$
   select private.team_ids_where('cicd_providers', 'execute')
 $$;
 
-create or replace function public.claim_cicd_build(p_runner_name text, p_lease_seconds int default 30)
+-- Up to p_limit queued builds at once (a busy runner claims its free slots in one call).
+create or replace function public.claim_cicd_build(p_runner_name text, p_lease_seconds int default 30,
+  p_limit int default 1)
 returns setof public.cicd_builds
 language plpgsql security definer
 set search_path = ''
@@ -530,13 +532,13 @@ begin
     runner_id = (select auth.uid()), runner_name = left(p_runner_name, 200),
     lease_expires_at = now() + make_interval(secs => greatest(p_lease_seconds, 2)),
     heartbeat_at = now()
-  where b.id = (
+  where b.id in (
     select q.id from public.cicd_builds q
     where q.status = 'queued' and q.runner_id is null and q.run_id is null
       and q.team_id in (select private.runner_team_ids())
     order by q.requested_at
     for update skip locked
-    limit 1
+    limit least(greatest(p_limit, 1), 100)
   )
   returning b.*;
 end
@@ -888,7 +890,7 @@ begin
     'public.trigger_cicd_job(uuid, jsonb)',
     'public.cancel_cicd_build(uuid)',
     'public.request_cicd_provider_task(uuid, text)',
-    'public.claim_cicd_build(text, int)',
+    'public.claim_cicd_build(text, int, int)',
     'public.start_run_cicd_build(uuid, uuid, text, int, jsonb)',
     'public.get_cicd_build_secret_parameters(uuid)',
     'public.heartbeat_cicd_build(uuid, int)',

@@ -68,6 +68,44 @@ def _secret_values(*docs: Any) -> list[str]:
     return sorted(set(out), key=len, reverse=True)
 
 
+class LookupCache:
+    """Provider rows, their secrets and job rows, shared by a worker's builds for `ttl` seconds,
+    so 50 builds of one job cost one read of each, not fifty (concurrent misses wait for one
+    fetch). Secrets stay in this process's memory only, as for a single build."""
+
+    def __init__(self, client: Any, ttl: float = 30.0) -> None:
+        self.client = client
+        self.ttl = ttl
+        self._values: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def _get(self, kind: str, key: str, fetch: Callable[[], Any]) -> Any:
+        slot = (kind, key)
+        hit = self._values.get(slot)
+        if hit and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        async with self._locks.setdefault(slot, asyncio.Lock()):
+            hit = self._values.get(slot)
+            if hit and time.monotonic() - hit[0] < self.ttl:
+                return hit[1]
+            value = await fetch()
+            self._values[slot] = (time.monotonic(), value)
+            return value
+
+    async def provider(self, provider_id: str) -> dict:
+        return await self._get(
+            "provider", provider_id, lambda: api.provider(self.client, provider_id)
+        )
+
+    async def secrets(self, provider_id: str) -> dict:
+        return await self._get(
+            "secrets", provider_id, lambda: api.provider_secrets(self.client, provider_id)
+        )
+
+    async def job(self, job_id: str) -> dict:
+        return await self._get("job", job_id, lambda: api.job(self.client, job_id))
+
+
 class BuildExecution:
     def __init__(
         self,
@@ -76,11 +114,13 @@ class BuildExecution:
         *,
         settings: BuildSettings | None = None,
         client_factory: Callable[..., Any] = client_for,
+        lookups: LookupCache | None = None,
     ) -> None:
         self.client = client
         self.build = build
         self.build_id = str(build["id"])
         self.settings = settings or BuildSettings()
+        self.lookups = lookups or LookupCache(client, ttl=0)
         self._client_factory = client_factory
         self.sink = LogSink(
             lambda chunks: api.append_log(client, self.build_id, self._scrub_chunks(chunks)),
@@ -175,8 +215,8 @@ class BuildExecution:
         return status
 
     async def _connect(self) -> Any:
-        provider = await api.provider(self.client, str(self.build["provider_id"]))
-        secrets = await api.provider_secrets(self.client, str(self.build["provider_id"]))
+        provider = await self.lookups.provider(str(self.build["provider_id"]))
+        secrets = await self.lookups.secrets(str(self.build["provider_id"]))
         hidden = (
             await api.secret_parameters(self.client, self.build_id)
             if self.build.get("secret_parameters")
@@ -188,7 +228,7 @@ class BuildExecution:
         return self._client_factory(provider, secrets, timeout=self.settings.http_timeout)
 
     async def _follow(self, provider_client: Any) -> tuple[str, str | None]:
-        job = await api.job(self.client, str(self.build["job_id"]))
+        job = await self.lookups.job(str(self.build["job_id"]))
         parameters = {**(self.build.get("parameters") or {}), **self._hidden_parameters}
         kind = provider_client.kind
         self.sink.system(f"triggering {job['name']} on {self._provider.get('name')} ({kind})")
@@ -406,6 +446,7 @@ class BuildWorker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._channel: Any = None
+        self.lookups = LookupCache(client)
 
     def stop(self) -> None:
         self._stop.set()
@@ -424,8 +465,9 @@ class BuildWorker:
                     next_expire = loop.time() + self.expire_interval
                     with contextlib.suppress(Exception):
                         await api.expire_leases(self.client)
-                await self._claim_while_free()
+                # Clear first: a wake-up that arrives while claiming must not be lost.
                 self._wake.clear()
+                await self._claim_while_free()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), min(self.poll_interval, self.expire_interval)
@@ -454,16 +496,22 @@ class BuildWorker:
                 run_provider_task(self.client, task, timeout=self.settings.http_timeout),
             )
         while not self._stop.is_set() and len(self.held) < self.concurrency:
+            want = self.concurrency - len(self.held)
             try:
-                build = await api.claim(self.client, self.name, self.settings.lease_seconds)
+                claimed = await api.claim_many(
+                    self.client, self.name, self.settings.lease_seconds, want
+                )
             except Exception as exc:  # noqa: BLE001 - the next wake-up or poll retries
                 self._problem(f"build claim failed: {exc}")
                 return
-            if build is None:
+            for build in claimed:
+                execution = BuildExecution(
+                    self.client, build, settings=self.settings, lookups=self.lookups
+                )
+                self.held[execution.build_id] = execution
+                self._spawn(execution.build_id, execution.execute())
+            if len(claimed) < want:  # the queue is empty
                 return
-            execution = BuildExecution(self.client, build, settings=self.settings)
-            self.held[execution.build_id] = execution
-            self._spawn(execution.build_id, execution.execute())
 
     def _spawn(self, key: str, coro: Any) -> None:
         async def wrapped() -> None:
