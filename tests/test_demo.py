@@ -320,3 +320,41 @@ def test_the_seeded_audit_rows_are_in_the_past(backend_info):
     assert future == [(0,)]
     assert _rows(backend_info, "select count(*) from ssh_audit a join hosts h on h.id = a.host_id"
                                " where h.name = 'lab-web-01'")[0][0] >= 2  # fmt: skip
+
+
+async def test_opstui_alone_runs_the_queued_lab_deployments_with_its_own_runners():
+    """The TUI's path: the connector starts the demo SSH hosts, then the demo's runners,
+    which pick up the runs queued at the first start and finish them."""
+    from opstui.backend.background import BackgroundBackend
+    from opstui.connect import EmbeddedConnector
+    from opstui.session import Target
+    background = BackgroundBackend(ephemeral=True, defer_ssh_demo=True, demo_now=FIXED_NOW)
+    connector = EmbeddedConnector(
+        target=Target("embedded", "", "", is_embedded=True), background=background
+    )
+    try:
+        await connector.start()
+        info = connector.backend.info
+        assert await connector.resume() is not None
+        connector.first_data_shown()
+        query = (
+            "select d.name, r.status, r.runner_name from deployment_runs r"
+            " join deployments d on d.id = r.deployment_id where r.requested_by is not null"
+            " and d.name = any(%s) and r.number = (select max(number) from deployment_runs x"
+            " where x.deployment_id = r.deployment_id) order by 1"
+        )
+        names = list(demo.LIVE_LAB_RUNS)
+        latest: list = []
+
+        async def finished() -> bool:
+            latest[:] = await asyncio.to_thread(_rows, info, query, (names,))
+            return len(latest) == 2 and all(r[1] in TERMINAL for r in latest)
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await finished():
+            assert asyncio.get_running_loop().time() < deadline, latest
+            await asyncio.sleep(0.5)
+        assert latest == [("lab-full-rollout", "failed", "demo-runner"),
+                          ("lab-web-release", "succeeded", "demo-runner")]  # fmt: skip
+    finally:
+        await connector.close()
