@@ -61,6 +61,24 @@ def add_hosts_check(actions: Any) -> None:
     check.set_defaults(handler=handler)
 
 
+def _targets(rows: list[dict[str, Any]], *, every: bool) -> list[Any]:
+    """SSH targets for `rows`. A named host opstui cannot reach is an error; with
+    --all, such hosts are skipped with a one-line note each."""
+    from opstui.ssh.target import SshTarget
+
+    targets = []
+    for row in rows:
+        try:
+            targets.append(SshTarget.from_host(row))
+        except ValueError as exc:
+            if not every:
+                raise SshCliError(str(exc)) from None
+            print(f"opstui: skipped {exc}", file=sys.stderr)
+    if not targets:
+        raise SshCliError("no SSH host to reach among those selected")
+    return targets
+
+
 class SshCliError(CliError):
     pass
 
@@ -129,13 +147,12 @@ def _command(words: list[str]) -> str:
 async def exec_command(args: argparse.Namespace) -> int:
     from opstui.ssh.audit import SupabaseAudit
     from opstui.ssh.exec import HostFinished, Output, RunFinished, run_command
-    from opstui.ssh.target import SshTarget
 
     command = _command(args.cmd)
     connector, store = await _session(args)
     pool = _pool(store.client, args.accept_new)
     try:
-        targets = [SshTarget.from_host(r) for r in _select(store, args.hosts, args.all)]
+        targets = _targets(_select(store, args.hosts, args.all), every=args.all)
         width = max(len(t.name) for t in targets)
         run = run_command(
             pool, targets, command, concurrency=args.concurrency, timeout=args.timeout,
@@ -208,7 +225,6 @@ def _split_remote(spec: str) -> tuple[str, str] | None:
 
 async def copy(args: argparse.Namespace) -> int:
     from opstui.ssh.sftp import download, upload
-    from opstui.ssh.target import SshTarget
 
     src, dst = _split_remote(args.src), _split_remote(args.dst)
     if (src is None) == (dst is None):
@@ -219,7 +235,7 @@ async def copy(args: argparse.Namespace) -> int:
     pool = _pool(store.client, args.accept_new)
     try:
         host_name, remote = src or dst  # type: ignore[misc]
-        target = SshTarget.from_host(_select(store, host_name, False)[0])
+        (target,) = _targets(_select(store, host_name, False), every=False)
         label = f"{args.src} -> {args.dst}"
 
         live = sys.stderr.isatty()  # "\r" redraws only on a terminal; a log gets one line
@@ -256,12 +272,11 @@ def _is_dir(path: str) -> bool:
 
 async def check(args: argparse.Namespace) -> int:
     from opstui.ssh.health import HealthChecker, rpc_health_writer
-    from opstui.ssh.target import SshTarget
 
     connector, store = await _session(args)
     pool = _pool(store.client, args.accept_new)
     try:
-        targets = [SshTarget.from_host(r) for r in _select(store, args.hosts, args.all)]
+        targets = _targets(_select(store, args.hosts, args.all), every=args.all)
         checker = HealthChecker(pool, writer=rpc_health_writer(store.client))
         results = await checker.check_many(targets)
         for result in results:

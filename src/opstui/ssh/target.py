@@ -31,6 +31,10 @@ def ssh_config_paths(override: str | os.PathLike[str] | None = None) -> list[Pat
     return [path] if path.is_file() else []
 
 
+class UnsupportedHost(ValueError):
+    """A host whose type opstui cannot reach (winrm, docker, portainer): not over SSH."""
+
+
 @dataclass(frozen=True)
 class SshTarget:
     """One SSH destination. `key` identifies a pooled connection."""
@@ -48,6 +52,12 @@ class SshTarget:
     def from_host(
         cls, row: dict[str, Any], *, ssh_config: str | os.PathLike[str] | None = None
     ) -> SshTarget:
+        kind = str(row.get("type") or "ssh")
+        if kind != "ssh":
+            raise UnsupportedHost(
+                f"{row.get('name') or row.get('id')} is a {kind} host; opstui reaches hosts over"
+                f" SSH only, {kind} is not supported yet (set its type to ssh if it runs sshd)"
+            )
         ip = str(row.get("ip") or "").strip()
         if not ip:
             raise ValueError(f"host {row.get('name') or row.get('id')!r} has no ip address")

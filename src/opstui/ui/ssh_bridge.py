@@ -103,7 +103,13 @@ class SshBridge:
         checker = HealthChecker(self._periodic_pool, writer=rpc_health_writer(store.client))
 
         def targets() -> list[SshTarget]:
-            return [SshTarget.from_host(row) for row in store.rows("hosts")]
+            found = []
+            for row in store.rows("hosts"):
+                try:
+                    found.append(SshTarget.from_host(row))
+                except ValueError:
+                    continue  # not an SSH host, or no address: nothing to check
+            return found
 
         self._periodic = PeriodicHealth(checker, targets, interval=interval)
         self._periodic.start()

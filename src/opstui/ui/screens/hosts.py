@@ -140,6 +140,11 @@ class HostsScreen(ResourceScreen):
         row = self.table.current_row
         if row is None:
             return
+        try:
+            SshTarget.from_host(row)
+        except ValueError as exc:
+            self.notify(str(exc), title="Shell", severity="warning")
+            return
         await self.app.switch_mode("sessions")
         sessions = self.app.screen_stack[0]
         await sessions.open_session(row)  # type: ignore[attr-defined]
