@@ -358,3 +358,16 @@ async def test_opstui_alone_runs_the_queued_lab_deployments_with_its_own_runners
                           ("lab-web-release", "succeeded", "demo-runner")]  # fmt: skip
     finally:
         await connector.close()
+
+
+async def test_the_overview_says_which_counts_are_the_tenants_and_which_the_teams(backend):
+    from tests.tui_support import SIZE, make_app, ready, text_of, wait_for
+
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert "this team" in app.screen.query_one("#hosts-health").border_title
+        tier = app.screen.query_one("#tier")
+        await wait_for(pilot, lambda: "hosts" in text_of(tier), what="the tenant's usage")
+        text = text_of(tier)
+        assert "tenant usage" in text and text.index("tenant usage") < text.index("hosts")

@@ -41,7 +41,7 @@ class OverviewScreen(OpsScreen):
     def on_mount(self) -> None:
         for panel_id, title in (
             ("deploy-counts", "Deployments by status"),
-            ("hosts-health", "Host health"),
+            ("hosts-health", "Host health (this team)"),
             ("running", "Running"),
             ("failed", "Recently failed"),
             ("tier", "Team, tenant and subscription"),
@@ -197,6 +197,9 @@ class OverviewScreen(OpsScreen):
         usage = self._usage.get("resources", {}) if isinstance(self._usage, dict) else {}
         if self._usage.get("error"):
             grid.add_row("usage", Text(self._usage["error"], style="dim"), "")
+        if any(usage.get(resource) for resource in LIMITED):
+            # The tenant's counts, all teams together (not the team's, shown beside them).
+            grid.add_row(Text("tenant usage", style="dim"), "", "")
         for resource in LIMITED:
             info = usage.get(resource)
             if not info:
