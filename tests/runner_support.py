@@ -48,7 +48,7 @@ async def register_hosts(client, team: str, servers, *, prefix: str | None = Non
     """Host rows for DemoSshHost servers (ip 127.0.0.1, their port and password)."""
     prefix = prefix or f"rt-{uuid.uuid4().hex[:6]}"
     rows = [
-        {"name": f"{prefix}-{s.name}", "type": "linux", "ip": "127.0.0.1", "port": s.port,
+        {"name": f"{prefix}-{s.name}", "type": "ssh", "ip": "127.0.0.1", "port": s.port,
          "user": s.username, "password": s.password, "team_id": team}
         for s in servers
     ]  # fmt: skip

@@ -370,7 +370,7 @@ async def test_a_run_on_the_real_sshd_records_output_and_exit_code_and_cancel_ki
     admin = await sign_in("admin@acme.test")
     team = await team_id(admin)
     host = (await admin.table("hosts").insert({
-        "name": f"rt-sshd-{time.monotonic_ns()}", "type": "linux", "ip": "127.0.0.1", "port": port,
+        "name": f"rt-sshd-{time.monotonic_ns()}", "type": "ssh", "ip": "127.0.0.1", "port": port,
         "user": getpass.getuser(), "team_id": team,
     }).execute()).data[0]  # fmt: skip
     files = {

@@ -186,6 +186,7 @@ class RunExecution:
         self.outcomes: dict[str, HostOutcome] = {}
         self._host_sem = asyncio.Semaphore(max(1, host_concurrency))
         self._stopping: set[asyncio.Task] = set()
+        self._preconnects: set[asyncio.Future] = set()  # not waited for: cancelled at the end
         self.status: str | None = None
         self.build_settings = None  # BuildSettings for the run's CI/CD steps (tests tune it)
 
@@ -220,12 +221,14 @@ class RunExecution:
     # -- the run ----------------------------------------------------------------------------
 
     async def execute(self) -> str:
+        self._t0 = time.monotonic()
         self.sink.start()
         beat = asyncio.create_task(self._heartbeat_forever(), name=f"heartbeat:{self.run_id}")
         scratch = Path(tempfile.mkdtemp(prefix=f"opstui-run-{self.run_id[:8]}-", dir=self.workdir))
         status, error = "failed", None
         try:
             status, error = await self._execute(scratch)
+            log.debug("run %s: hosts done at %.3fs", self.run_id, time.monotonic() - self._t0)
         except LeaseLost as exc:
             self._lose_lease(str(exc))
         except Exception as exc:  # noqa: BLE001 - the run fails with one line, the runner lives on
@@ -239,8 +242,10 @@ class RunExecution:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-            if self._stopping:
-                await asyncio.gather(*self._stopping, return_exceptions=True)
+            for task in list(self._preconnects):
+                task.cancel()
+            while self._stopping:  # kills, cleanups and audit rows still on their way
+                await asyncio.gather(*list(self._stopping), return_exceptions=True)
             shutil.rmtree(scratch, ignore_errors=True)
         if self.lease_lost is None:
             self.sink.system(f"run {status}" + (f": {error}" if error else ""))
@@ -250,6 +255,7 @@ class RunExecution:
         if self.lease_lost is not None:
             self.status = "lost"
             return "lost"
+        log.debug("run %s: log closed at %.3fs", self.run_id, time.monotonic() - self._t0)
         try:
             await api.finish(self.client, self.run_id, status, error)
         except api.RunsError as exc:
@@ -298,6 +304,7 @@ class RunExecution:
                 f"script {missing[0]} is not in the repository at its branch; fix scripts_path",
             )
         hosts = await self._hosts([str(h["host_id"]) for h in pending])
+        log.debug("run %s: prepared in %.3fs", self.run_id, time.monotonic() - self._t0)
         batches: dict[int, list[dict]] = {}
         for row in pending:
             batches.setdefault(int(row.get("batch") or 1), []).append(row)
@@ -306,7 +313,11 @@ class RunExecution:
             if self.cancel_requested.is_set():
                 break
             await self._set_batch(number)
+            log.debug("run %s: batch %s at %.3fs", self.run_id, number, time.monotonic() - self._t0)
             rows = batches[number]
+            later = [n for n in sorted(batches) if n > number]
+            if later:  # connect the next batch while this one runs (no side effect on hosts)
+                self._preconnect([hosts.get(str(r["host_id"])) for r in batches[later[0]]])
             self.sink.system(
                 f"batch {number} of {max(batches)}: {', '.join(str(r.get('host_name') or r['host_id']) for r in rows)}"
             )
@@ -426,7 +437,8 @@ class RunExecution:
                     f"{label}: the host is not readable (deleted, or not in this team)",
                 )
             else:
-                await self._record(host_id, "running", None, None)
+                # Recorded while it connects: one round trip less on every host's path.
+                running = asyncio.ensure_future(self._record(host_id, "running", None, None))
                 try:
                     target = SshTarget.from_host(host)
                 except ValueError as exc:
@@ -435,6 +447,7 @@ class RunExecution:
                     outcome = await self._on_host(
                         host_id, target, repo, scripts, params, env, timeout
                     )
+                await running
             self.outcomes[host_id] = outcome
             await self._record(host_id, outcome.status, outcome.exit_code, outcome.error)
 
@@ -446,8 +459,9 @@ class RunExecution:
                     return await self._scripts(conn, host_id, target, repo, scripts, params, env,
                                                timeout, directory)  # fmt: skip
                 finally:
-                    # Whatever the outcome, the run's directory does not stay behind.
-                    await asyncio.shield(self._cleanup(conn, target, directory))
+                    # Whatever the outcome, the run's directory does not stay behind (in the
+                    # background: the host's result need not wait for it; the run does).
+                    self._background(self._cleanup(conn, target, directory))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is one line for this host
@@ -482,17 +496,32 @@ class RunExecution:
         return HostOutcome(host_id, "succeeded", 0, None)
 
     async def _upload(self, conn, target, repo: Path, scripts, directory: str) -> None:
+        started = time.monotonic()
+        try:
+            await self._sftp_put(conn, target, repo, scripts, directory)
+        finally:
+            log.debug("%s: upload %.3fs", target.name, time.monotonic() - started)
+
+    async def _sftp_put(self, conn, target, repo: Path, scripts, directory: str) -> None:
+        # Few round trips: mkdir the run dir (its parents only when missing), and each
+        # script written with its mode in one open, not put + chmod.
+        attrs = asyncssh.SFTPAttrs(permissions=0o755) if not target.is_windows else None
         async with conn.start_sftp_client() as sftp:
             made: set[str] = set()
             for script in scripts:
                 remote = PurePosixPath(directory) / script
                 parent = str(remote.parent)
                 if parent not in made:
-                    await sftp.makedirs(parent, exist_ok=True)
+                    try:
+                        await sftp.mkdir(parent)
+                    except asyncssh.SFTPError:
+                        await sftp.makedirs(parent, exist_ok=True)
                     made.add(parent)
-                await sftp.put(str(repo / script), str(remote))
-                if not target.is_windows:
-                    await sftp.chmod(str(remote), 0o755)
+                data = (repo / script).read_bytes()
+                async with sftp.open(
+                    str(remote), "wb", attrs or asyncssh.SFTPAttrs()
+                ) as remote_file:
+                    await remote_file.write(data)
 
     async def _cleanup(self, conn, target, directory: str) -> None:
         command = (
@@ -516,6 +545,9 @@ class RunExecution:
         self.sink.system(f"$ {script}" + (f" {params}" if params else ""), host_id)
         started, started_at = time.monotonic(), datetime.now(UTC)
         process = await conn.create_process(wire, encoding=None)
+        log.debug(
+            "%s: %s process open after %.3fs", target.name, script, time.monotonic() - started
+        )
         exit_code: int | None = None
         try:
             process.stdin.write(stdin)
@@ -552,10 +584,32 @@ class RunExecution:
         finally:
             record = AuditRecord(target, "command", command, exit_code, started_at,
                                  int((time.monotonic() - started) * 1000))  # fmt: skip
-            try:
-                await asyncio.shield(self.audit(record))
-            except Exception as exc:  # noqa: BLE001 - reported, never fatal for the run
-                self.sink.system(f"audit not recorded: {exc}", host_id)
+            self._background(self._audit(record, host_id))
+
+    def _preconnect(self, rows: list[dict | None]) -> None:
+        async def connect(target: SshTarget) -> None:
+            with contextlib.suppress(Exception):  # a failure shows when the host runs
+                await self.pool.get(target)
+
+        for row in rows:
+            if row is not None:
+                with contextlib.suppress(ValueError):
+                    task = asyncio.ensure_future(connect(SshTarget.from_host(row)))
+                    self._preconnects.add(task)
+                    task.add_done_callback(self._preconnects.discard)
+
+    async def _audit(self, record: AuditRecord, host_id: str) -> None:
+        try:
+            await self.audit(record)
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal for the run
+            self.sink.system(f"audit not recorded: {exc}", host_id)
+
+    def _background(self, coro) -> asyncio.Future:
+        """Work the run waits for before it finishes, but no host waits for."""
+        task = asyncio.ensure_future(coro)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        return task
 
     async def _stop(self, conn, target, process, directory: str, index: int) -> None:
         """Signal the remote process (group), give it STOP_GRACE, then close the channel."""
@@ -565,9 +619,7 @@ class RunExecution:
         with contextlib.suppress(Exception):
             process.send_signal("TERM")
         # sshd may ignore signal requests: kill the process group by its pid file as well.
-        kill = asyncio.ensure_future(conn.run(_kill_command(target, directory, index), check=False))
-        self._stopping.add(kill)
-        kill.add_done_callback(self._stopping.discard)
+        kill = self._background(conn.run(_kill_command(target, directory, index), check=False))
         with contextlib.suppress(Exception, TimeoutError):
             await asyncio.wait_for(asyncio.shield(process.wait_closed()), STOP_GRACE + 0.5)
         process.close()

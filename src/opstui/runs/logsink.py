@@ -64,6 +64,7 @@ class LogSink:
         self._lock = asyncio.Lock()  # one append_run_log at a time: seq follows call order
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._last_flush = float("-inf")
         self.failure: BaseException | None = None
         self.rows = 0
         self.calls = 0
@@ -133,11 +134,17 @@ class LogSink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await asyncio.sleep(self.interval)
+            # Leading edge: output after a quiet spell goes at once; then every interval.
+            wait = self._last_flush + self.interval - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_flush = self._clock()
             self._refill()
             rows = int(self._tokens)
             if rows >= 1:
                 await asyncio.shield(self._flush(rows))  # a cancel never cuts a write in half
+            else:
+                await asyncio.sleep(self.interval)
 
     async def _flush(self, rows: int | None, limit_total: int | None = None) -> None:
         async with self._lock:
