@@ -51,7 +51,9 @@ async def _opstui(env, *args: str, stdin: str = "", timeout: float = 60):
 
 @pytest.fixture(scope="module")
 async def logged_in(env, backend_info):
-    login = await _opstui(env, "login", "--email", RUNNER, stdin=demo_password(backend_info, RUNNER) + "\n")
+    login = await _opstui(
+        env, "login", "--email", RUNNER, stdin=demo_password(backend_info, RUNNER) + "\n"
+    )
     assert login.returncode == 0, login.stderr
     return env
 
@@ -130,7 +132,7 @@ async def test_builds_list_logs_and_cancel(jenkins, env):
 async def test_cicd_test_and_refresh_report_the_runners_result(jenkins, env):
     _, fake, provider, _ = jenkins
     tested = await _opstui(env, "cicd", "test", provider["name"])
-    assert tested.returncode == 0 and "ok: Jenkins 2.479.1 as ci-bot" in tested.stderr
+    assert tested.returncode == 0 and "ok: Jenkins 2.479.1 as ci-bot (FAKE Jenkins" in tested.stderr
     refreshed = await _opstui(env, "cicd", "refresh", provider["name"])
     assert refreshed.returncode == 0 and "ok: 3 jobs" in refreshed.stderr
     fake.faults.status = 403

@@ -111,6 +111,7 @@ async def test_test_connection_says_ok_or_what_is_wrong_in_one_line(backend_info
         async with running_worker(dev):
             ok = await _task(dev, provider["id"], "test")
             assert ok["status"] == "succeeded" and ok["result"].startswith("ok: "), ok["result"]
+            assert ok["result"].endswith("(demo CI server))")  # the fake says it is one
             fake.faults.status = 401
             refused = await _task(dev, provider["id"], "test")
         assert refused["status"] == "failed"

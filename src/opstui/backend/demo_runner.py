@@ -52,6 +52,7 @@ class DemoRunners:
         self.runners: list[Any] = []
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task] = []
+        self.ci_servers: Any = None
 
     async def start(self, info: Any, fleet: Any, **overrides: Any) -> None:
         """Sign in and start the runners; `overrides` replace RunnerSettings fields."""
@@ -60,6 +61,13 @@ class DemoRunners:
         from opstui.ssh import ConnectionPool, SshSettings, rpc_password_source
 
         passwords = {u["email"]: u["password"] for u in info.users}
+        try:  # the demo's CI/CD providers point at FAKE CI servers (backend/demo_cicd.py)
+            from opstui.backend.demo_cicd import DemoCiServers
+
+            self.ci_servers = DemoCiServers()
+            await self.ci_servers.start(info.db_url)
+        except Exception as exc:  # noqa: BLE001 - the demo goes on without CI servers
+            log.warning("demo CI servers did not start: %s", exc)
         target = Target("embedded-runner", info.url, info.anon_key, is_embedded=True)
         for email, name in DEMO_RUNNERS:
             if email not in passwords:
@@ -103,3 +111,6 @@ class DemoRunners:
         for client in self._clients:
             await close_client(client)
         self.runners, self._clients, self._tasks = [], [], []
+        if self.ci_servers is not None:
+            await self.ci_servers.stop()
+            self.ci_servers = None

@@ -98,7 +98,8 @@ class GitHubClient:
                 f"GitHub: the token can read {self.owner}/{self.repo} but not dispatch workflows "
                 "(needs actions:write / push)",
             )
-        return f"ok: GitHub {data.get('full_name') or self.owner + '/' + self.repo}"
+        fake = f" ({self.http.fake_label})" if self.http.fake_label else ""
+        return f"ok: GitHub {data.get('full_name') or self.owner + '/' + self.repo}{fake}"
 
     async def list_jobs(self) -> list[JobInfo]:
         ref = await self._default_ref()

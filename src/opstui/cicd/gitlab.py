@@ -70,7 +70,8 @@ class GitLabClient:
     async def test_connection(self) -> str:
         data = await self.http.get_json(self._p(), what=f"project {self.project}")
         user = await self.http.get_json("/user", what="the token's user")
-        return f"ok: GitLab {data.get('path_with_namespace') or self.project} as {user.get('username') or '?'}"
+        fake = f" ({self.http.fake_label})" if self.http.fake_label else ""
+        return f"ok: GitLab {data.get('path_with_namespace') or self.project} as {user.get('username') or '?'}{fake}"
 
     async def list_jobs(self) -> list[JobInfo]:
         data = await self.http.get_json(self._p(), what=f"project {self.project}")

@@ -88,6 +88,7 @@ class ProviderHTTP:
         self._verify = verify
         self._not_before = 0.0  # monotonic time before which we must not call (rate limit)
         self.rate_limit_waits = 0
+        self.fake_label: str | None = None  # set when the server says it is one of opstui's fakes
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -121,6 +122,8 @@ class ProviderHTTP:
                     f"{self.provider} at {self.base_url} is unreachable ({_transport_reason(exc)}); "
                     "check the URL and port and that it is up",
                 ) from None
+            if "x-fake-ci" in response.headers:
+                self.fake_label = response.headers["x-fake-ci"]
             if _exhausted(response.headers):
                 wait = _retry_after(response.headers, time.time())
                 if wait:

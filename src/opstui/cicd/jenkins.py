@@ -105,7 +105,8 @@ class JenkinsClient:
         me = await self.http.get_json(
             "/me/api/json", params={"tree": "id"}, what="the signed-in user"
         )
-        return f"ok: Jenkins {version} as {me.get('id') or self.user}"
+        fake = f" ({self.http.fake_label})" if self.http.fake_label else ""
+        return f"ok: Jenkins {version} as {me.get('id') or self.user}{fake}"
 
     async def list_jobs(self) -> list[JobInfo]:
         root = job_path(self.folder) if self.folder else "/"

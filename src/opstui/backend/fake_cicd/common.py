@@ -192,7 +192,9 @@ class FakeServer:
                 status=self.faults.status,
                 headers=headers,
             )
-        return await handler(request)
+        response = await handler(request)
+        response.headers["X-Fake-CI"] = self.label  # every answer says it comes from a fake
+        return response
 
 
 def token() -> str:
