@@ -131,3 +131,38 @@ async def test_a_failing_job_fails_the_run_and_skips_the_hosts(
     assert [b["status"] for b in builds] == ["failed"]
     assert [h["status"] for h in await api.run_hosts(admin, run["id"])] == ["skipped"]
     assert not list(servers[0].sandbox.rglob("deployed"))
+
+
+async def test_cancelling_the_run_during_its_ci_step_stops_the_build(
+    backend_info, sign_in, ssh_hosts, ssh_home, tmp_path
+):
+    admin = await sign_in("admin@acme.test")
+    servers = [await ssh_hosts("a")]
+    async with FakeJenkins(**QUICK) as fake:
+        fake.faults.never_end = True
+        deployment, _, _ = await _deployment_with_jobs(
+            admin, backend_info, fake, tmp_path, servers, [("build", None)]
+        )
+        runner = make_runner(admin, trusting(tmp_path, servers), build_settings=fast_settings())
+        task = asyncio.create_task(runner.run())
+        try:
+            run_id = await api.launch(admin, deployment["id"])
+
+            async def running_build():
+                builds = await _builds_of(admin, run_id)
+                return builds and builds[0]["status"] == "running"
+
+            from tests.cicd_support import wait_for
+
+            await wait_for(running_build, timeout=20, what="the run's build to run")
+            await api.cancel(admin, run_id)
+            run = await wait_run(admin, run_id)
+        finally:
+            await close_runner(runner, task)
+        assert run["status"] == "cancelled"
+        assert [b["status"] for b in await _builds_of(admin, run_id)] == ["cancelled"]
+        assert all(b.phase() == "cancelled" for b in fake.builds.values())
+        assert [h["status"] for h in await api.run_hosts(admin, run_id)] in (
+            ["cancelled"],
+            ["skipped"],
+        )

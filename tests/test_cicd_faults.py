@@ -123,3 +123,35 @@ async def test_jenkins_crumb_is_fetched_only_when_a_post_is_refused(backend_info
             )
         assert build["status"] == "succeeded"
         assert ("GET", "/crumbIssuer/api/json") not in fake.requests
+
+
+async def test_a_gitlab_that_ignores_range_still_gives_the_log_once(backend_info, sign_in):
+    async with FakeGitLab(ignore_range=True, **QUICK) as fake:
+        dev = await sign_in(RUNNER)
+        provider = await add_provider(
+            dev, backend_info.db_url, "gitlab", fake, jobs=[("group/app@main", [])]
+        )
+        async with running_worker(dev):
+            build_id = await api.trigger(dev, provider["jobs"]["group/app@main"]["id"], {})
+            build = await wait_build(dev, build_id)
+        assert build["status"] == "succeeded", build["error"]
+        text = "".join(c["text"] for c in await api.build_logs(dev, build_id))
+        for line in ("Checking out revision", "Compiling 214 files", "Uploading artifact"):
+            assert text.count(line) == 1, text
+
+
+async def test_a_build_cancelled_before_any_runner_took_it_is_cancelled_at_once(
+    backend_info, sign_in
+):
+    async with FakeJenkins(**QUICK) as fake:
+        dev = await sign_in(RUNNER)
+        provider = await add_provider(
+            dev, backend_info.db_url, "jenkins", fake, jobs=[("build", [])]
+        )
+        build_id = await api.trigger(dev, provider["jobs"]["build"]["id"], {})
+        assert await api.cancel(dev, build_id) == "cancelled"
+        build = await api.get_build(dev, build_id)
+        assert build["status"] == "cancelled" and build["finished_at"]
+        async with running_worker(dev) as worker:  # nothing is left for a runner
+            assert await api.claim(dev, "nobody", 10) is None
+        assert worker.finished == {} and fake.builds == {}
