@@ -153,7 +153,7 @@ async def test_watch_prints_one_ndjson_line_per_change(home, backend_info):
         with psycopg.connect(backend_info.db_url, autocommit=True) as conn:
             team = conn.execute("select id from teams where name = 'Platform'").fetchone()[0]
             conn.execute(
-                "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.123', %s)",
+                "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '127.0.2.123', %s)",
                 (name, team),
             )
             inserted = await next_event()

@@ -219,7 +219,7 @@ def _host(team_id: str, suffix: str, **extra) -> dict:
     return {
         "name": f"{PREFIX}-w-{suffix}",
         "type": "ssh",
-        "ip": "10.9.1.1",
+        "ip": "127.9.1.1",
         "team_id": team_id,
         **extra,
     }

@@ -190,7 +190,7 @@ async def test_cross_tenant_and_cross_team_inserts_are_refused(backend_info, sig
         await (
             developer.table("hosts")
             .insert(
-                {"name": name, "type": "ssh", "ip": "192.0.2.200", "team_id": _team(db, "Core")},
+                {"name": name, "type": "ssh", "ip": "127.0.2.200", "team_id": _team(db, "Core")},
                 returning=returning,
             )
             .execute()
@@ -207,7 +207,7 @@ async def test_cross_tenant_and_cross_team_inserts_are_refused(backend_info, sig
                 {
                     "name": name,
                     "type": "ssh",
-                    "ip": "192.0.2.201",
+                    "ip": "127.0.2.201",
                     "team_id": _team(db, "Platform"),
                 },
                 returning=returning,
@@ -244,7 +244,7 @@ async def test_update_own_and_delete_own_through_the_client(backend_info, sign_i
             {
                 "name": f"mine-{uuid.uuid4().hex[:6]}",
                 "type": "ssh",
-                "ip": "192.0.2.210",
+                "ip": "127.0.2.210",
                 "team_id": platform,
             }
         )
@@ -303,7 +303,7 @@ async def test_resource_limit_through_the_client(backend_info, sign_in):
             await (
                 ops.table("hosts")
                 .insert(
-                    {"name": f"{prefix}-{i}", "type": "ssh", "ip": "192.0.2.220", "team_id": core},
+                    {"name": f"{prefix}-{i}", "type": "ssh", "ip": "127.0.2.220", "team_id": core},
                     returning="minimal",
                 )
                 .execute()
@@ -312,7 +312,7 @@ async def test_resource_limit_through_the_client(backend_info, sign_in):
             await (
                 ops.table("hosts")
                 .insert(
-                    {"name": f"{prefix}-over", "type": "ssh", "ip": "192.0.2.221", "team_id": core},
+                    {"name": f"{prefix}-over", "type": "ssh", "ip": "127.0.2.221", "team_id": core},
                     returning="minimal",
                 )
                 .execute()

@@ -63,7 +63,7 @@ async def test_token_refresh_reaches_realtime(short_lived_backend):
         name = f"after-refresh-{uuid.uuid4().hex[:6]}"
         with psycopg.connect(info.db_url, autocommit=True) as conn:
             conn.execute(
-                "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.5', %s)",
+                "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '127.0.2.5', %s)",
                 (name, store.team_id),
             )
         await _until(

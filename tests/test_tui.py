@@ -238,12 +238,12 @@ async def test_team_switch_swaps_rows_and_subscriptions(backend, backend_info):
         mine = f"new-team-{uuid.uuid4().hex[:6]}"
         _db(
             backend_info,
-            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.99', %s)",
+            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '127.0.2.99', %s)",
             (name, platform),
         )
         _db(
             backend_info,
-            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.98', %s)",
+            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '127.0.2.98', %s)",
             (mine, payments),
         )
         try:
@@ -266,7 +266,7 @@ async def test_a_row_written_elsewhere_appears_changes_and_goes(backend, backend
         name = f"live-{uuid.uuid4().hex[:6]}"
         (host_id,) = _db(
             backend_info,
-            "insert into hosts (name, type, ip, status, team_id) values (%s, 'ssh', '192.0.2.77', 'pending', %s) returning id",
+            "insert into hosts (name, type, ip, status, team_id) values (%s, 'ssh', '127.0.2.77', 'pending', %s) returning id",
             (name, team),
         )[0]
         try:
@@ -356,7 +356,7 @@ async def test_recovers_after_the_backend_restarts_and_resyncs(backend, backend_
             name = f"during-outage-{uuid.uuid4().hex[:6]}"
             _db(
                 backend_info,
-                "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.55', %s)",
+                "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '127.0.2.55', %s)",
                 (name, team),
             )
         finally:
@@ -390,7 +390,7 @@ async def test_create_through_the_form_arrives_live_and_delete_asks_first(backen
         await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen")
         form = app.screen
         form.query_one("#field-name", Input).value = name
-        form.query_one("#field-ip", Input).value = "192.0.2.250"
+        form.query_one("#field-ip", Input).value = "127.0.2.250"
         form.query_one("#field-port", Input).value = "2222"
         form.query_one("#field-password", Input).value = "s3cret-from-form"
         await pilot.press("ctrl+s")
@@ -443,7 +443,7 @@ async def test_a_server_refusal_is_shown_in_the_form_and_keeps_the_input(backend
     for i in range(limit - used):  # bring Globex to its host limit
         _db(
             backend_info,
-            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '192.0.2.1', %s)",
+            "insert into hosts (name, type, ip, team_id) values (%s, 'ssh', '127.0.2.1', %s)",
             (f"{filler}-{i}", core),
         )
     app = make_app(backend, "ops@globex.test")
@@ -456,14 +456,14 @@ async def test_a_server_refusal_is_shown_in_the_form_and_keeps_the_input(backend
             await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen")
             form = app.screen
             form.query_one("#field-name", Input).value = "one-too-many"
-            form.query_one("#field-ip", Input).value = "192.0.2.251"
+            form.query_one("#field-ip", Input).value = "127.0.2.251"
             await pilot.press("ctrl+s")
             await wait_for(
                 pilot, lambda: "resource limit reached" in text_of(form.query_one("#form-error"))
             )
             assert app.screen is form, "the form stays open"
             assert form.query_one("#field-name", Input).value == "one-too-many"
-            assert form.query_one("#field-ip", Input).value == "192.0.2.251"
+            assert form.query_one("#field-ip", Input).value == "127.0.2.251"
     finally:
         _db(backend_info, "delete from hosts where name like %s", (f"{filler}-%",))
 
