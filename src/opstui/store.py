@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,8 +36,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 1000
 FIRST_PAGE_SIZE = 200  # small, so the first paint comes quickly
+# After the first page, the rest of the id space is cut into key ranges ("chunks") expected
+# to hold CHUNK_ROWS rows each, loaded PAGES_IN_FLIGHT at a time in pages of up to PAGE_SIZE.
+CHUNK_ROWS = 4000
+PAGE_SIZE = 5000
+PAGES_IN_FLIGHT = 4
+MAX_CHUNKS = 64  # beyond ~250k rows the chunks grow instead
+PARSE_IN_THREAD_BYTES = 1 << 20  # bodies above this are parsed on a worker thread
 WATCHDOG_INTERVAL = 1.0
 OFFLINE_AFTER = 10.0  # seconds of "reconnecting" before we call it offline
 BIG_SNAPSHOT_ROWS = 10_000
@@ -52,6 +60,24 @@ def keep_snapshot_out_of_gc(row_count: int) -> None:
     if row_count >= BIG_SNAPSHOT_ROWS:
         gc.collect(1)  # don't freeze young garbage along with the rows
         gc.freeze()
+
+
+def _uuid_bounds(after: str, rows_below: int) -> list[str]:
+    """Ids cutting the UUID space above `after` into ranges of ~CHUNK_ROWS rows each.
+
+    `rows_below` rows have ids up to `after`; with random UUIDs the density above is the
+    same. Not a UUID: no cuts (one range).
+    """
+    try:
+        start = uuid.UUID(after).int
+    except ValueError:
+        return []
+    top = 1 << 128
+    below = max(start, 1) / top
+    expected = rows_below * (1 - below) / below
+    count = max(1, min(MAX_CHUNKS, round(expected / CHUNK_ROWS)))
+    step = (top - start) // count
+    return [str(uuid.UUID(int=start + step * i)) for i in range(1, count)]
 
 
 Operation = Literal["insert", "update", "delete", "execute"]
@@ -349,42 +375,130 @@ class Store:
         team_at_start = self.team_id
         state.loading = True
         fresh: dict[str, dict[str, Any]] = {}
-        keyset = spec.primary_key == ("id",)
-        last_id: str | None = None
-        page_size = FIRST_PAGE_SIZE
+
+        def stale() -> bool:
+            return self.team_id != team_at_start or self._closed
+
         try:
-            while True:
+            if spec.primary_key != ("id",):
+                # Small per-team tables keyed by two columns: one request.
                 query = self._scoped(spec, self.client.table(table).select("*"))
-                if keyset:
-                    query = query.order("id")
-                    if last_id is not None:
-                        query = query.gt("id", last_id)
-                    query = query.limit(page_size)
-                rows = (await query.execute()).data or []
-                if self.team_id != team_at_start or self._closed:
+                self._keep(spec, fresh, await self._fetch(query))
+            else:
+                first = await self._fetch(self._page_query(spec, None, None, FIRST_PAGE_SIZE))
+                if stale():
                     return  # a team switch started a new load; this one is stale
-                for row in rows:
-                    fresh[spec.key_of(row)] = row
-                done = not keyset or len(rows) < page_size
-                if last_id is None and not done and not state.complete:
-                    # Paint the first page at once. A resync (state.complete) keeps
-                    # showing the old rows until the new snapshot is whole.
-                    state.rows = dict(fresh)
-                    self._emit(PageLoaded(table, len(state.rows), complete=False))
-                if done:
-                    break
-                last_id = rows[-1]["id"]
-                page_size = PAGE_SIZE
+                self._keep(spec, fresh, first)
+                if len(first) == FIRST_PAGE_SIZE:
+                    if not state.complete:
+                        # Paint the first page at once. A resync (state.complete) keeps
+                        # showing the old rows until the new snapshot is whole.
+                        state.rows = dict(fresh)
+                        self._emit(PageLoaded(table, len(state.rows), complete=False))
+                    await self._load_rest(spec, first[-1]["id"], fresh, stale)
+            if stale():
+                return
             state.rows = fresh
             self._replay_pending(state)
             keep_snapshot_out_of_gc(len(fresh))
             state.complete = True
             self._emit(PageLoaded(table, len(state.rows), complete=True))
         except Exception as exc:  # noqa: BLE001 - reported as state, retried on next resync
+            if isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0]
             log.warning("loading %s failed: %s", table, exc)
             self._set_status(ConnectionState.RECONNECTING, f"loading {table} failed: {exc}")
         finally:
             state.loading = False
+
+    async def _load_rest(
+        self,
+        spec: ResourceSpec,
+        after: str,
+        fresh: dict[str, dict[str, Any]],
+        stale: Callable[[], bool],
+    ) -> None:
+        """Every row with an id above `after`, in parallel key ranges.
+
+        Keyset pages alone are sequential (each starts where the last ended), and offset
+        pages skip or repeat rows when rows come or go meanwhile. Ranges of the key do
+        neither: every row that exists throughout the load lies in exactly one range and is
+        read once; a row that changes meanwhile may be read in either version, and its
+        change is replayed afterwards (`_replay_pending`). Ids are random UUIDs, so equal
+        slices of the UUID space hold about equal numbers of rows, and the first page's
+        last id tells how many there are: 200 rows below it. Ids of another shape make one
+        range, walked page by page. Correct either way; only the balance depends on it.
+
+        A server may cap a response below PAGE_SIZE (Supabase's `max_rows`, 1000 by
+        default) without saying so. A page shorter than asked ends its range only if some
+        page of this load was longer (the cap is above it); otherwise the walk goes on.
+        """
+        in_flight = asyncio.Semaphore(PAGES_IN_FLIGHT)
+        longest = 0  # the most rows any page of this load returned
+
+        async def load_range(lower: str, upper: str | None) -> None:
+            nonlocal longest
+            async with in_flight:
+                while not stale():
+                    rows = await self._fetch(self._page_query(spec, lower, upper, PAGE_SIZE))
+                    self._keep(spec, fresh, rows)
+                    cut_short = len(rows) == PAGE_SIZE or (rows and len(rows) >= longest)
+                    longest = max(longest, len(rows))
+                    if not cut_short:
+                        return
+                    lower = rows[-1]["id"]
+
+        bounds = _uuid_bounds(after, FIRST_PAGE_SIZE)
+        async with asyncio.TaskGroup() as ranges:
+            for lower, upper in zip([after, *bounds], [*bounds, None], strict=True):
+                ranges.create_task(load_range(lower, upper))
+
+    def _page_query(
+        self,
+        spec: ResourceSpec,
+        after: str | None,
+        upper: str | None,
+        limit: int,
+        *,
+        columns: str = "*",
+    ) -> Any:
+        """Rows with `after` < id <= `upper` (each bound optional), by id, at most `limit`."""
+        query = self._scoped(spec, self.client.table(spec.table).select(columns))
+        if after is not None:
+            query = query.gt("id", after)
+        if upper is not None:
+            query = query.lte("id", upper)
+        return query.order("id").limit(limit)
+
+    @staticmethod
+    def _keep(spec: ResourceSpec, fresh: dict[str, dict[str, Any]], rows: list) -> None:
+        if spec.primary_key == ("id",):
+            fresh.update((str(row["id"]), row) for row in rows)  # key_of, 4x faster
+        else:
+            fresh.update((spec.key_of(row), row) for row in rows)
+
+    async def _fetch(self, query: Any) -> list[dict[str, Any]]:
+        """`query.execute().data`, through the client's own session and its retries.
+
+        postgrest parses the body on the event loop; a page of 5,000 rows is ~4 MB of
+        JSON, so the body is parsed here instead, where the choice of where is ours.
+        """
+        from postgrest._async.request_builder import send_with_retry
+        from postgrest.exceptions import APIError, APIErrorFromJSON, generate_default_error_message
+        from pydantic import ValidationError
+
+        response = await send_with_retry(query.request)
+        if not response.is_success:
+            try:
+                raise APIError(dict(APIErrorFromJSON.model_validate_json(response.content)))
+            except ValidationError:
+                raise APIError(generate_default_error_message(response)) from None
+        body = response.content
+        if len(body) > PARSE_IN_THREAD_BYTES:
+            rows = await asyncio.to_thread(json.loads, body)
+        else:
+            rows = json.loads(body)
+        return rows if isinstance(rows, list) else []
 
     def _replay_pending(self, state: TableState) -> None:
         pending, state.pending = state.pending, []
