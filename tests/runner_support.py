@@ -140,3 +140,28 @@ async def log_text(client, run_id: str) -> list[dict]:
 
 def host_output(rows: list[dict], host_id: str, stream: str = "stdout") -> str:
     return "".join(r["text"] for r in rows if r["host_id"] == host_id and r["stream"] == stream)
+
+
+# A script that records its pid on the host, then runs until it is stopped.
+LONG = '#!/bin/sh\necho $$ > "$HOME/long.pid"\necho started\nexec sleep 120\n'
+
+
+def process_alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def recorded_pid(server) -> int | None:
+    path = server.sandbox / "long.pid"
+    return int(path.read_text()) if path.exists() and path.read_text().strip() else None
+
+
+async def deployment_on(admin, tmp_path, servers, files, scripts=None, **kwargs):
+    team = await team_id(admin)
+    hosts = await register_hosts(admin, team, servers)
+    repo = make_repo(tmp_path / f"repo-{time.monotonic_ns()}", files)
+    return hosts, await make_deployment(admin, team, repo, hosts, scripts or list(files), **kwargs)

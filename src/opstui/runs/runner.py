@@ -112,6 +112,19 @@ class Runner:
         if self.builds is not None:
             self.builds.stop()
 
+    def start(self) -> asyncio.Task:
+        """Run in the background of the current event loop (the TUI's embedded demo)."""
+        if getattr(self, "_task", None) is None:
+            self._task = asyncio.create_task(self.run(), name=f"runner:{self.settings.name}")
+        return self._task
+
+    async def aclose(self) -> None:
+        """Stop and wait: held runs finish, or are cancelled after drain_seconds."""
+        self.stop()
+        task = getattr(self, "_task", None)
+        if task is not None:
+            await task
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
