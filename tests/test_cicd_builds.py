@@ -3,6 +3,8 @@ driven against the FAKE Jenkins/GitHub/GitLab servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from opstui.backend.fake_cicd import FakeGitHub, FakeGitLab, FakeJenkins
@@ -109,11 +111,14 @@ async def test_cancel_stops_a_never_ending_build_on_the_provider(backend_info, s
         provider = await add_provider(
             dev, backend_info.db_url, kind, fake, jobs=[(job, definitions)]
         )
-        async with running_worker(dev):
+        async with running_worker(dev, lease_seconds=30):
             build_id = await api.trigger(dev, provider["jobs"][job]["id"], PARAMS[kind])
             await wait_build(dev, build_id, {"running"})
+            asked = time.monotonic()
             assert await api.cancel(dev, build_id) == "cancel_requested"
             build = await wait_build(dev, build_id, timeout=15)
+            # Heard through Realtime, well before the next heartbeat (every 10 s here) would say.
+            assert time.monotonic() - asked < 3.0
         assert build["status"] == "cancelled"
         assert all(b.phase() == "cancelled" for b in fake.builds.values())
 

@@ -535,9 +535,15 @@ class BuildWorker:
     async def _subscribe(self) -> None:
         try:
             channel = self.client.channel(f"opstui-builds:{self.name}:{uuid.uuid4().hex[:8]}")
+            # New builds wake the claim loop; updates only of this runner's builds (a cancel
+            # request), not every heartbeat of every runner: each one is a Realtime message.
             channel.on_postgres_changes(
-                "*", schema="public", table="cicd_builds", callback=self._on_change
+                "INSERT", schema="public", table="cicd_builds", callback=self._on_change
             )
+            channel.on_postgres_changes(
+                "UPDATE", schema="public", table="cicd_builds", filter=f"runner_name=eq.{self.name}",
+                callback=self._on_change,
+            )  # fmt: skip
             channel.on_postgres_changes(
                 "INSERT",
                 schema="public",
