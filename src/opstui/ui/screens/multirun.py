@@ -45,6 +45,7 @@ from opstui.ssh.exec import (
 from opstui.ssh.target import SshTarget
 from opstui.ui.screens.base import OpsScreen
 from opstui.ui.ssh_bridge import ssh_for
+from opstui.ui.widgets.log_pane import LogPane
 from opstui.ui.widgets.output_log import OutputLog
 
 FLUSH_FPS = 20
@@ -184,7 +185,8 @@ class MultiRunScreen(OpsScreen):
     def compose_body(self) -> ComposeResult:
         yield Label(Text.assemble(("$ ", "dim"), (self.command, "bold")), id="multirun-command")
         yield DataTable(id="multirun-status", cursor_type="row", zebra_stripes=True)
-        yield OutputLog(id="multirun-log", max_lines=LOG_LINES)
+        # The shared log pane (search, wrap, timestamps) around this screen's own lines.
+        yield LogPane(view=OutputLog(max_lines=LOG_LINES), id="multirun-log", title="output")
         yield Label("", id="multirun-summary")
 
     def on_mount(self) -> None:
@@ -201,8 +203,8 @@ class MultiRunScreen(OpsScreen):
             table.add_column(label, key=key)
         for lane in self.lanes.values():
             table.add_row(*self._cells(lane), key=lane.name)
-        log = self.query_one(OutputLog)
-        log.border_title = f"output · {len(self.lanes)} host(s)"
+        log = self._log
+        self._title(f"output · {len(self.lanes)} host(s)")
         log.write_lines(("", "", problem, "stderr") for problem in self.problems)
         self._show_summary()
         if self.targets:
@@ -343,7 +345,7 @@ class MultiRunScreen(OpsScreen):
 
     def _write(self, lines: list[tuple[HostLane, str, str]]) -> None:
         width = self.width
-        self.query_one(OutputLog).write_lines(
+        self._log.write_lines(
             (f"{lane.name:<{width}} │ ", f"bold {lane.colour}", line[:MAX_LINE], stream)
             for lane, stream, line in lines
         )
@@ -351,13 +353,13 @@ class MultiRunScreen(OpsScreen):
     def action_only_host(self) -> None:
         """Show only the highlighted host's output (its kept tail), or every host again."""
         table = self.query_one(DataTable)
-        log = self.query_one(OutputLog)
+        log = self._log
         if self.only is None and table.row_count:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
             self.only = str(key)
             lane = self.lanes[self.only]
             log.clear()
-            log.border_title = f"output · only {lane.name} (f: all hosts)"
+            self._title(f"output · only {lane.name} (f: all hosts)")
             self._write([(lane, stream, line) for stream, line in lane.tail])
             if not lane.tail:
                 # An unreachable host printed nothing: say what happened to it instead.
@@ -366,8 +368,17 @@ class MultiRunScreen(OpsScreen):
         else:
             self.only = None
             log.clear()
-            log.border_title = f"output · {len(self.lanes)} host(s)"
+            self._title(f"output · {len(self.lanes)} host(s)")
             self._write(list(self.combined))
+
+    @property
+    def _log(self) -> OutputLog:
+        return self.query_one(LogPane).view  # type: ignore[return-value]
+
+    def _title(self, title: str) -> None:
+        pane = self.query_one(LogPane)
+        pane.title = title
+        pane.refresh_title()
 
     def _cells(self, lane: HostLane) -> tuple[Any, ...]:
         return (

@@ -516,11 +516,15 @@ class LogPane(Vertical):
         max_lines: int = 10_000,
         per_source_lines: int = 2_000,
         title: str = "log",
+        view: LogView | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        """`view`: a ready LogView (say, one fed ready-made lines) instead of a new one."""
         super().__init__(id=id, classes=classes)
-        self.view = LogView(max_lines=max_lines, per_source_lines=per_source_lines)
+        if view is None:
+            view = LogView(max_lines=max_lines, per_source_lines=per_source_lines)
+        self.view = view
         self.title = title
         self.last_seq: int | None = None
         self.duplicates = 0  # chunks dropped because their seq was already shown
@@ -689,10 +693,18 @@ class LogPane(Vertical):
             self._show_match(self.view.find(forward=True))
         self.refresh_title()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_source":
+            return any(source is not None for source in self.view.sources)
+        return True
+
     def refresh_title(self) -> None:
         parts = [self.title]
         only = self.view.only
-        parts.append("all hosts" if only is None else f"only {self._names.get(only, only)}")
+        if only is not None:
+            parts.append(f"only {self._names.get(only, only)}")
+        elif any(source is not None for source in self.view.sources):
+            parts.append("all hosts")
         if self.view.wrap:
             parts.append("wrap")
         if self.view.timestamps:
