@@ -62,7 +62,8 @@ def _fill(form, name_value: str, table: str, *, optional: bool, git_provider: st
             form.query_one("#field-port", Input).value = "8080"
 
 
-WRITABLE = [("2", "hosts"), ("3", "repositories"), ("4", "deployments"), ("5", "cicd_providers")]
+# Keys to the list; providers are one key (p) away from the CI/CD view (5, its jobs).
+WRITABLE = [("2", "hosts"), ("3", "repositories"), ("4", "deployments"), ("5 p", "cicd_providers")]
 
 
 @pytest.mark.parametrize("optional", [False, True], ids=["required-only", "optional-filled"])
@@ -75,8 +76,11 @@ async def test_every_form_opens_saves_and_reopens_for_edit(
     try:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
-            await pilot.press(key)
-            await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+            await pilot.press(*key.split())
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, ResourceScreen) and app.screen.spec.table == table,
+            )
             screen = app.screen
             await pilot.press("c")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen", what="form")

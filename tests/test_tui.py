@@ -85,9 +85,9 @@ async def test_number_keys_and_command_line_switch_views(backend, backend_info):
             pilot,
             lambda: getattr(app.screen, "spec", None) and app.screen.spec.name == "deployments",
         )
-        await pilot.press("colon", *"jobs", "enter")
+        await pilot.press("colon", *"jobs", "enter")  # the CI/CD view: jobs and last builds
         await wait_for(
-            pilot, lambda: getattr(app.screen, "spec", None) and app.screen.spec.name == "jobs"
+            pilot, lambda: getattr(app.screen, "spec", None) and app.screen.spec.name == "cicd"
         )
         await pilot.press("colon", *"nonsense", "enter")
         await wait_for(

@@ -196,6 +196,7 @@ class Store:
         "profile_repository_pins",
         "git_providers",
         "deployment_runs",  # the team's run history; hosts and logs are followed per run
+        "cicd_builds",  # the team's builds (the CI/CD view's last build); logs per build
     )
 
     def __init__(self, client: AsyncClient, *, clock: Callable[[], datetime] | None = None) -> None:

@@ -12,7 +12,8 @@ from textual.widgets import Static
 FILTER_HELP = (
     "Filter (/): plain text matches fuzzily (letters in order), text with regex syntax is a "
     "regex, a leading ! inverts. Commands (:): a resource name or alias (hosts, repos, deploy, "
-    "cicd, jobs, runs, teams, members, perms, people), team NAME, q. Ctrl+P opens the palette."
+    "cicd (jobs), providers, builds, runs, teams, members, perms, people), team NAME, q. "
+    "Ctrl+P opens the palette."
 )
 
 

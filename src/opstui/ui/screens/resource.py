@@ -142,8 +142,11 @@ class ResourceScreen(OpsScreen):
     def _filter_typed(self, event: Input.Changed) -> None:
         self.table.set_filter(event.value)
         self._update_title()
-        error = self.table.view.filter.error
-        self.query_one("#filter", Input).tooltip = error or None
+        # Not a pattern (yet): the bar says why, and the table keeps the last good filter.
+        error = self.table.view.filter_error
+        box = self.query_one("#filter", Input)
+        box.border_subtitle = f"✕ {error}" if error else ""
+        box.set_class(bool(error), "-invalid")
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -185,6 +188,9 @@ class ResourceScreen(OpsScreen):
     def _open_detail(self, event: ResourceTable.Selected) -> None:
         if self.spec.table == "deployment_runs":
             self.app.open_run(event.key)  # a run's own view: header, hosts, live log
+            return
+        if self.spec.table == "cicd_builds":
+            self.app.open_build(event.key)  # a build's own view: status, URL, live log
             return
         self.app.open_detail(self.spec, event.key)
 

@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from opstui.run_watch import RunUpdate, RunWatch, RunWatchError
-from opstui.store import Decision, Store
+from opstui.store import Decision, PageLoaded, RowChanged, Store, StoreEvent
 from opstui.ui.messages import RunLaunched, WriteFailed
 from opstui.ui.screens.base import OpsScreen
 from opstui.ui.widgets.log_pane import LogPane, LogView
@@ -35,6 +35,13 @@ from opstui.views import human_span, parse_time
 
 ACTIVE = ("queued", "running")
 STATUS_STYLES = {"ok": "bold green", "bad": "bold red", "busy": "bold yellow", "wait": "cyan"}
+BUILD_COLUMNS = (
+    ("job", "CI/CD JOB"),
+    ("status", "STATUS"),
+    ("number", "BUILD"),
+    ("url", "URL"),
+    ("error", "ERROR"),
+)
 HOST_COLUMNS = (
     ("host", "HOST"),
     ("batch", "BATCH"),
@@ -159,6 +166,7 @@ class RunScreen(OpsScreen):
         Binding("x", "retry", "Run again", id="run.retry"),
         Binding("f", "only_host", "One host / all", id="run.only_host"),
         Binding("slash", "search", "Search log", show=False, id="run.search"),
+        Binding("b", "open_build", "Build step", id="run.open_build"),
         # Fallbacks: reached only when the action above is not allowed.
         Binding("ctrl+k", "denied('cancel')", show=False),
         Binding("x", "denied('retry')", show=False),
@@ -175,6 +183,8 @@ class RunScreen(OpsScreen):
     def compose_body(self) -> ComposeResult:
         yield Static(id="run-header")
         yield DataTable(id="run-hosts", cursor_type="row", zebra_stripes=True)
+        # The run's CI/CD steps (cicd_builds.run_id), shown only when it has any.
+        yield DataTable(id="run-builds", cursor_type="row", classes="hidden")
         yield LogPane(id="run-log", title="log")
 
     def on_mount(self) -> None:
@@ -182,6 +192,9 @@ class RunScreen(OpsScreen):
         for key, label in HOST_COLUMNS:
             table.add_column(label, key=key)
         table.border_title = "hosts"
+        builds = self.query_one("#run-builds", DataTable)
+        for key, label in BUILD_COLUMNS:
+            builds.add_column(label, key=key)
         super().on_mount()
         self.render_header()
 
@@ -192,6 +205,7 @@ class RunScreen(OpsScreen):
     # -- following --------------------------------------------------------------------------
 
     def store_ready(self) -> None:
+        self._paint_builds()
         if not self._following and self.store is not None:
             self._following = True
             self.follow()
@@ -356,6 +370,8 @@ class RunScreen(OpsScreen):
             return self._decision("cancel").allowed
         if action == "retry":
             return self._decision("retry").allowed
+        if action == "open_build":
+            return bool(self._builds())
         return True
 
     def action_denied(self, what: str) -> None:
@@ -366,6 +382,52 @@ class RunScreen(OpsScreen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    # -- CI/CD steps ------------------------------------------------------------------------
+
+    def on_store_event(self, event: StoreEvent) -> None:
+        if isinstance(event, RowChanged | PageLoaded) and event.table == "cicd_builds":
+            self._paint_builds()
+            self.refresh_bindings()
+
+    def _builds(self) -> list[dict[str, Any]]:
+        store = self.store
+        if store is None:
+            return []
+        steps = [b for b in store.rows("cicd_builds") if b.get("run_id") == self.run_id]
+        return sorted(steps, key=lambda b: str(b.get("requested_at") or ""))
+
+    def _paint_builds(self) -> None:
+        table = self.query_one("#run-builds", DataTable)
+        steps = self._builds()
+        table.set_class(not steps, "hidden")
+        if not steps:
+            return
+        keep = table.cursor_row
+        table.clear()
+        for build in steps:
+            number = build.get("number")
+            table.add_row(
+                Text(build.get("job_name") or "?", style="bold"),
+                status_text(build.get("status")),
+                f"#{number}" if number else "",
+                build.get("url") or "",
+                Text((build.get("error") or "")[:100], style="red"),
+                key=build["id"],
+            )
+        table.move_cursor(row=min(keep, len(steps) - 1))
+        done = sum(1 for b in steps if b.get("status") not in ACTIVE)
+        table.border_title = f"CI/CD steps · {done} of {len(steps)} done · b opens one"
+
+    def action_open_build(self) -> None:
+        table = self.query_one("#run-builds", DataTable)
+        steps = self._builds()
+        if not steps:
+            return
+        key = steps[0]["id"]
+        if table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.app.open_build(str(key))
 
     def action_search(self) -> None:
         self.pane.action_search()
