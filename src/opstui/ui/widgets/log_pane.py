@@ -552,6 +552,8 @@ class LogPane(Vertical):
                 self._colours[source] = HOST_COLOURS[(len(self._colours) - 1) % len(HOST_COLOURS)]
             self._names[source] = name
         self._name_width = max(len(name) for name in self._names.values())
+        if self.is_mounted:
+            self.refresh_title()
 
     def _prefix(self, source: str | None) -> tuple[str, str]:
         if source not in self._names:
@@ -608,7 +610,10 @@ class LogPane(Vertical):
             )
             if not complete:
                 self._open[(source, stream)] = new[-1]
+        sources = len(view.sources)
         view.append(new)
+        if len(view.sources) != sources:
+            self.refresh_bindings()  # `h` works once a second source has lines
         if view.pattern is not None and self._match_info:
             self.refresh_title()
         return len(new)
@@ -703,7 +708,7 @@ class LogPane(Vertical):
         only = self.view.only
         if only is not None:
             parts.append(f"only {self._names.get(only, only)}")
-        elif any(source is not None for source in self.view.sources):
+        elif any(source is not None for source in (*self._names, *self.view.sources)):
             parts.append("all hosts")
         if self.view.wrap:
             parts.append("wrap")
