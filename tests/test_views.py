@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime
 
 from opstui.resources import RESOURCES
@@ -27,9 +28,40 @@ def _row(i: int, rng: random.Random) -> dict:
     }
 
 
+def _cells(row: dict) -> list[str]:
+    """What each searchable column of a host shows, lower-cased (None: nothing)."""
+    cells = []
+    for column in SPEC.columns:
+        value = row.get(column.key)
+        if column.kind == "bool":
+            value = "windows" if value else "linux"
+        if column.kind in ("text", "status", "number", "bool") and value is not None:
+            cells.append(str(value).lower())
+    return cells
+
+
+def _is_subsequence(needle: str, hay: str) -> bool:
+    letters = iter(hay)
+    return all(char in letters for char in needle)
+
+
+def _row_matches(text: str, row: dict) -> bool:
+    """Brute force: the filter against each column on its own; any one column will do."""
+    body = text.strip()
+    inverted = body.startswith("!")
+    body = body[1:].strip() if inverted else body
+    if not body:
+        return True
+    if any(char in ".*+?[](){}|^$\\" for char in body):
+        found = any(re.search(body, cell, re.IGNORECASE) for cell in _cells(row))
+    else:
+        found = any(_is_subsequence(body.lower(), cell) for cell in _cells(row))
+    return found != inverted
+
+
 def _expected(view: TableView) -> list[str]:
-    """Brute force, written independently of the view's sort keys."""
-    keys = [k for k in view.rows if view.filter.matches(view._haystack(k))]
+    """Brute force, written independently of the view's sort keys and haystacks."""
+    keys = [k for k in view.rows if _row_matches(view.filter.text, view.rows[k])]
 
     def value(key):
         v = view.rows[key].get(view.sort_column) if view.sort_column else ""
@@ -62,6 +94,10 @@ def test_live_changes_keep_the_view_equal_to_a_full_recompute():
         ("port", True, "web"),
         ("status", False, "!db"),
         (None, False, "192.*5$"),
+        ("name", False, "^web-.*1$"),
+        ("ip", True, "online$"),
+        ("port", False, "ops\\s+ssh"),  # could span two columns: checked one by one
+        ("name", True, "!^(web|db)-"),
     ]:
         view.set_sort(sort_column, reverse)
         view.set_filter(text)
@@ -93,6 +129,7 @@ def test_a_scan_in_slices_shows_the_top_of_the_result_and_survives_live_changes(
         ("name", True, ["w", "we", "web"]),
         ("port", False, ["c", "!db"]),
         ("status", True, ["192.*5$", "o"]),
+        ("name", False, ["^c", "^ca", "^cache-\\d+$", "linux$"]),
         (None, False, ["e", "ed", "edg", "edge-", "x"]),
         ("ip", True, ["zzz", "zzzz", "1"]),  # narrowing from nothing found
     ]:
@@ -139,7 +176,43 @@ def test_filter_kinds():
     assert RowFilter.parse("!web").matches("db-1")
     assert not RowFilter.parse("!web").matches("web-1")
     broken = RowFilter.parse("web(")
-    assert broken.error and broken.matches("a web( b")
+    assert broken.error == "invalid pattern: missing ), unterminated subpattern at 3"
+    assert not broken.matches("a web( b")
+
+
+def _view(*rows: dict) -> TableView:
+    view = TableView(SPEC.columns, clock=lambda: NOW)
+    view.set_rows({row["id"]: {"type": "ssh", "user": "ops", **row} for row in rows})
+    return view
+
+
+def test_the_filter_matches_each_column_on_its_own():
+    view = _view(
+        {"id": "a", "name": "k8s-cp-01", "status": "online"},
+        {"id": "b", "name": "lab-web-01", "status": "offline"},
+        {"id": "c", "name": "lab-web-02", "status": "online", "is_windows": True},
+    )
+    for text, expected in [
+        ("^lab-.*01$", ["b"]),  # a whole name, not the row's columns run together
+        ("online$", ["a", "c"]),  # a status
+        ("k8n", []),  # fuzzy letters all from one column: "n" is only in the status
+        ("k8s", ["a"]),
+        ("ssh\\s+online", []),  # a pattern that could span columns does not
+        ("!^lab", ["a"]),
+        ("^windows$", ["c"]),  # a flag is searched by the word shown for it
+    ]:
+        view.set_filter(text)
+        assert sorted(view.keys) == expected, text
+
+
+def test_an_invalid_pattern_says_why_and_leaves_the_filter_as_it_was():
+    view = _view({"id": "a", "name": "web-1"}, {"id": "b", "name": "db-1"})
+    view.set_filter("^web")
+    view.set_filter("^web[a-")
+    assert view.filter_error == "invalid pattern: unterminated character set at 4"
+    assert view.filter.text == "^web" and view.keys == ["a"]
+    view.set_filter("^web[a-z]?-")
+    assert view.filter_error == "" and view.keys == ["a"]
 
 
 def test_narrowing_filter_reuses_the_previous_result():

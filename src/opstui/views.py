@@ -28,6 +28,9 @@ from typing import Any
 from opstui.resources import Column
 
 _REGEX_CHARS = set(".*+?[](){}|^$\\")
+# Regex syntax that can match a newline or see past one (so across columns): escapes
+# (\s, \W, \D, \n, \A...), negated sets and groups with flags or lookaround.
+_MAY_CROSS_LINES = ("\\", "[^", "(?")
 
 # Bounds for scan frontiers: below and above every sort key (which start with a 0/1 flag).
 _BELOW_ALL: tuple = ()
@@ -118,13 +121,23 @@ def is_ticking(column: Column, row: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class RowFilter:
-    """`/text` as typed: fuzzy by default, a regex if it has regex syntax, `!` inverts."""
+    r"""`/text` as typed: fuzzy by default, a regex if it has regex syntax, `!` inverts.
+
+    A row matches when any one of its columns matches on its own: `^lab-.*01$` is a
+    whole name, `online$` a status, and a fuzzy `k8n` never takes its letters from two
+    columns. The searchable text of a row is its columns' text, one per line (see
+    `TableView._haystack`), so one search over it does the job when the pattern cannot
+    cross a line: fuzzy patterns never do, and a regex runs with `^`/`$` at each line.
+    A regex that could (`\s`, `[^…]`, `(?…)`, `\A`…) is checked line by line (`per_line`).
+    An invalid regex matches nothing and says why in `error`.
+    """
 
     text: str
     pattern: re.Pattern[str] | None
     inverted: bool
     fuzzy: bool
     error: str = ""
+    per_line: bool = False
 
     @classmethod
     def parse(cls, text: str) -> RowFilter:
@@ -136,29 +149,34 @@ class RowFilter:
             return cls(text, None, inverted, False)
         if any(char in _REGEX_CHARS for char in body):
             try:
-                return cls(text, re.compile(body, re.IGNORECASE), inverted, False)
+                pattern = re.compile(body, re.IGNORECASE | re.MULTILINE)
             except re.error as exc:
-                # An unfinished regex while typing: fall back to a literal match.
-                literal = re.compile(re.escape(body.lower()))
-                return cls(
-                    text,
-                    literal,
-                    inverted,
-                    False,
-                    f"not a regex yet ({exc.msg}); matching literally",
-                )
+                where = f" at {exc.pos}" if exc.pos is not None else ""
+                return cls(text, None, inverted, False, f"invalid pattern: {exc.msg}{where}")
+            per_line = any(token in body for token in _MAY_CROSS_LINES)
+            return cls(text, pattern, inverted, False, per_line=per_line)
         # "abc" -> a[^b\n]*b[^c\n]*c: the same subsequence match as a.*?b.*?c, but
-        # with no backtracking, and never across a newline.
+        # with no backtracking, and never across a newline (so never across columns).
         chars = body.lower()
         fuzzy = re.escape(chars[0]) + "".join(
             f"[^{re.escape(char)}\\n]*{re.escape(char)}" for char in chars[1:]
         )
         return cls(text, re.compile(fuzzy), inverted, True)
 
+    def found(self, haystack: str) -> bool:
+        """True if any one column (line) of `haystack` matches, before inversion."""
+        if self.pattern is None:
+            return not self.error
+        if self.per_line:
+            return any(map(self.pattern.search, haystack.split("\n")))
+        return self.pattern.search(haystack) is not None
+
     def matches(self, haystack: str) -> bool:
+        if self.error:
+            return False
         if self.pattern is None:
             return True
-        return (self.pattern.search(haystack) is not None) != self.inverted
+        return self.found(haystack) != self.inverted
 
     def narrows(self, previous: RowFilter | None) -> bool:
         """True if every row matching self also matched `previous` (so we can filter its result)."""
@@ -198,11 +216,14 @@ class TableView:
         columns: tuple[Column, ...],
         *,
         clock: Callable[[], datetime] | None = None,
+        labels: Labels | None = None,
     ) -> None:
         self.columns = columns
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.labels = labels  # foreign keys are searched by the names shown for them
         self.rows: dict[str, dict[str, Any]] = {}
         self.filter: RowFilter = RowFilter.parse("")
+        self.filter_error = ""  # why the text last typed is not a filter (then unchanged)
         self.sort_column: str | None = None
         self.sort_reverse = False
         self.pinned: set[str] = set()  # keys shown first, whatever the sort
@@ -256,8 +277,15 @@ class TableView:
         self._resort()
 
     def set_filter(self, text: str) -> None:
-        """Change the filter. Only the start of the scan is done here; see `scan`."""
+        """Change the filter. Only the start of the scan is done here; see `scan`.
+
+        Text that is not a valid pattern leaves the current filter as it is and says
+        why in `filter_error`.
+        """
         new = RowFilter.parse(text)
+        self.filter_error = new.error
+        if new.error:
+            return
         previous = self.filter
         self.filter = new
         if new.pattern is not None and previous.pattern is not None and new.narrows(previous):
@@ -362,14 +390,24 @@ class TableView:
     # -- internals ------------------------------------------------------------------------
 
     def _haystack(self, key: str) -> str:
+        """The row's searchable columns, lower-cased, one per line (so a match is in one)."""
         hay = self._haystacks.get(key)
         if hay is None:
             row = self.rows[key]
-            if self._dotted_search:
-                values = (cell_value(row, name) for name in self._search_keys)
+            if self._shown_search:
+                now = self.clock()
+                values = [
+                    format_cell(column, row, now, self.labels) or None
+                    if column.kind == "bool" or column.ref is not None
+                    else cell_value(row, column.key)
+                    for column in self._search_columns
+                ]
+            elif self._dotted_search:
+                values = [cell_value(row, name) for name in self._search_keys]
             else:
-                values = map(row.get, self._search_keys)
-            hay = " ".join([str(v) for v in values if v is not None]).lower().replace("\n", " ")
+                values = list(map(row.get, self._search_keys))
+            texts = [str(v).replace("\n", " ") for v in values if v is not None]
+            hay = "\n".join(texts).lower()
             self._haystacks[key] = hay
         return hay
 
@@ -378,9 +416,19 @@ class TableView:
         return any("." in key for key in self._search_keys)
 
     @cached_property
-    def _search_keys(self) -> list[str]:
+    def _shown_search(self) -> bool:
+        """Some column is searched by what it shows (a flag's word, a foreign key's name)."""
+        return any(c.kind == "bool" or c.ref is not None for c in self._search_columns)
+
+    @cached_property
+    def _search_columns(self) -> list[Column]:
         # What the user can read in the row; timestamps would only add noise ("z").
-        return [c.key for c in self.columns if c.kind in ("text", "status", "number", "bool")]
+        kinds = ("text", "status", "number", "bool")
+        return [c for c in self.columns if c.kind in kinds]
+
+    @cached_property
+    def _search_keys(self) -> list[str]:
+        return [c.key for c in self._search_columns]
 
     def _sort_key(self, key: str) -> tuple:
         """A plain tuple that sorts ascending; display order reads it backwards when reversed.
@@ -467,8 +515,13 @@ class TableView:
         start, end, exhausted = self._next_slice(candidates, count, key=sort_key)
         chunk = candidates[start:end]
         del candidates[start:end]  # candidates are only ever rows not scanned yet
-        search, hays, keep = self.filter.pattern.search, self._haystacks, not self.filter.inverted
-        self._show_found([key for key in chunk if (search(hays[key]) is not None) is keep])
+        hays, keep = self._haystacks, not self.filter.inverted
+        if self.filter.per_line:
+            found = self.filter.found
+            self._show_found([key for key in chunk if found(hays[key]) is keep])
+        else:
+            search = self.filter.pattern.search
+            self._show_found([key for key in chunk if (search(hays[key]) is not None) is keep])
         if exhausted:
             stretch_end = self._candidates_end
             self._frontier = None if stretch_end == self._everything_scanned() else stretch_end
@@ -492,11 +545,16 @@ class TableView:
             hays = self._hays[start:end]
         else:  # not warmed yet: build just this slice's haystacks
             hays = [self._haystack(key) for key in keys]
-        # One tight comprehension over aligned lists, with no per-row calls into Python code.
-        search, keep = pattern.search, not self.filter.inverted
-        self._show_found(
-            [key for key, hay in zip(keys, hays, strict=True) if (search(hay) is not None) is keep]
-        )
+        keep = not self.filter.inverted
+        if self.filter.per_line:  # a pattern that could span columns: each one on its own
+            found = self.filter.found
+            pairs = zip(keys, hays, strict=True)
+            self._show_found([key for key, hay in pairs if found(hay) is keep])
+        else:
+            # One tight comprehension over aligned lists, with no per-row calls into Python.
+            search = pattern.search
+            pairs = zip(keys, hays, strict=True)
+            self._show_found([key for key, hay in pairs if (search(hay) is not None) is keep])
         if exhausted:
             self._frontier = None
         else:

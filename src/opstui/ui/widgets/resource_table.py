@@ -55,6 +55,15 @@ STATUS_CLASSES = {
 }
 
 GAP = 2
+# Column widths come from the data: up to MEASURE_ROWS rows (the top of the display and
+# an even sample of the rest), each column capped at its spec width or DEFAULT_CAP;
+# status columns exactly as wide as their longest value, over every row. Spare terminal
+# width goes to the name and description columns; a too narrow terminal takes width
+# from the widest other columns first, down to MIN_WIDTH, and never from a status.
+MEASURE_ROWS = 600
+DEFAULT_CAP = 32
+MIN_WIDTH = 6
+GROWING_KEYS = ("name", "description")
 
 # A filter keystroke scans only until the screen is full (or this long), then the
 # rest is scanned in short slices between frames, so typing never waits on 100k rows.
@@ -146,8 +155,10 @@ class ResourceTable(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.spec = spec
         self.labels = labels  # names for foreign keys, from rows the store holds
-        self.view = TableView(spec.columns, clock=clock)
-        self._widths = [max(len(c.label), c.width or 0, 4) for c in spec.columns]
+        self.view = TableView(spec.columns, clock=clock, labels=labels)
+        # What each column's text needs (measured), and the widths laid out from it.
+        self._natural = [cell_len(c.label) for c in spec.columns]
+        self._widths = list(self._natural)
         self._highlighted: str | None = None
         self._resolved_component_styles: dict[str, Any] = {}
         self._warming: Any = None  # the interval timer preparing filter text, if running
@@ -294,22 +305,83 @@ class ResourceTable(ScrollView, can_focus=True):
     # -- layout -----------------------------------------------------------------------------
 
     def _measure(self) -> None:
+        """Measure what the columns need from the rows (sampled), then lay them out."""
+        rows = self.view.rows
+        columns = self.spec.columns
+        natural = [cell_len(c.label) for c in columns]
+        sample = [self.view.key_at(i) for i in range(min(len(self.view), 50))]
+        if len(rows) > MEASURE_ROWS:
+            step = len(rows) // MEASURE_ROWS
+            sample += list(rows)[::step]
+        else:
+            sample += list(rows)
         now = self.view.clock()
-        widths = [max(len(c.label), c.width or 0, 4) for c in self.spec.columns]
-        for index in range(min(len(self.view), 500)):
-            row = self.view.rows[self.view.key_at(index)]
-            for i, column in enumerate(self.spec.columns):
-                if column.width is None:
-                    widths[i] = max(widths[i], min(40, cell_len(format_cell(column, row, now, self.labels))))
-        self._widths = widths
+        for key in dict.fromkeys(sample):
+            row = rows.get(key)
+            if row is None:
+                continue
+            for i, column in enumerate(columns):
+                if column.kind != "status":
+                    text = format_cell(column, row, now, self.labels)
+                    natural[i] = max(natural[i], cell_len(text))
+        for i, column in enumerate(columns):
+            if column.kind == "status":  # exact: a status is never cut
+                values = {row.get(column.key) for row in rows.values()}
+                natural[i] = max([natural[i], *(cell_len(str(v)) for v in values if v)])
+        self._natural = natural
+        self._layout()
 
     def _grow_widths(self, row: dict[str, Any]) -> None:
         now = self.view.clock()
+        grown = False
         for i, column in enumerate(self.spec.columns):
-            if column.width is None:
-                self._widths[i] = max(
-                    self._widths[i], min(40, cell_len(format_cell(column, row, now, self.labels)))
-                )
+            width = cell_len(format_cell(column, row, now, self.labels))
+            if width > self._natural[i]:
+                self._natural[i] = width
+                grown = True
+        if grown:
+            self._layout()
+
+    def _layout(self) -> None:
+        """Widths from the measured needs and the width the table has on screen."""
+        columns = self.spec.columns
+        natural = self._natural
+        status = [c.kind == "status" for c in columns]
+        widths = [
+            n if status[i] else min(n, columns[i].width or DEFAULT_CAP)
+            for i, n in enumerate(natural)
+        ]
+        growing = [i for i, c in enumerate(columns) if c.key in GROWING_KEYS]
+        if not growing:
+            growing = [next((i for i, c in enumerate(columns) if c.kind == "text"), 0)]
+        # Room on screen, less the marker column, the gaps and a vertical scrollbar (kept
+        # free whether shown or not, so that showing it never adds a horizontal one).
+        room = self.size.width - self.styles.scrollbar_size_vertical - 1 - GAP * len(columns)
+        spare = room - sum(widths)
+        if self.size.width and spare > 0:
+            for i in growing:  # first up to what they hold, then what is left, shared
+                extra = min(spare, natural[i] - widths[i])
+                widths[i] += extra
+                spare -= extra
+            for number, i in enumerate(growing):
+                widths[i] += spare // len(growing) + (number < spare % len(growing))
+        elif self.size.width and spare < 0:
+            floors = [
+                widths[i] if status[i] else min(widths[i], max(MIN_WIDTH, cell_len(c.label)))
+                for i, c in enumerate(columns)
+            ]
+            while spare < 0:
+                widest = max(range(len(widths)), key=lambda i: widths[i] - floors[i])
+                if widths[widest] <= floors[widest]:
+                    break  # as narrow as it goes: the rest scrolls sideways
+                widths[widest] -= 1
+                spare += 1
+        self._widths = widths
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout()
+        self.virtual_size = Size(self._total_width(), len(self.view) + 1)
+        self.refresh()
 
     def _total_width(self) -> int:
         return sum(self._widths) + GAP * len(self._widths) + 1
