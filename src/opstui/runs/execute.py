@@ -293,8 +293,12 @@ class RunExecution:
                 return status, error
         if not scripts:
             return "failed", "the deployment has no scripts; add scripts_path entries"
-        env = await self._environment()
-        repo = await self._fetch(scratch)
+        # Independent reads and the git fetch at once: the first host starts sooner.
+        env, repo, hosts = await asyncio.gather(
+            self._environment(),
+            self._fetch(scratch),
+            self._hosts([str(h["host_id"]) for h in pending]),
+        )
         if isinstance(repo, str):
             return "failed", repo
         missing = [s for s in scripts if not _inside(repo, s) or not (repo / s).is_file()]
@@ -303,7 +307,6 @@ class RunExecution:
                 "failed",
                 f"script {missing[0]} is not in the repository at its branch; fix scripts_path",
             )
-        hosts = await self._hosts([str(h["host_id"]) for h in pending])
         log.debug("run %s: prepared in %.3fs", self.run_id, time.monotonic() - self._t0)
         batches: dict[int, list[dict]] = {}
         for row in pending:
