@@ -242,3 +242,51 @@ def test_the_form_validator_is_croniter(bad):
         validate_cron(bad)
     assert "cron" in str(error.value) and "\n" not in str(error.value)
     assert validate_cron("0 3 * * MON-FRI") == "0 3 * * MON-FRI"
+
+
+async def test_a_host_past_its_timeout_fails_and_its_script_is_stopped(
+    backend, sign_in, ssh_hosts, ssh_home, tmp_path
+):
+    from tests.runner_support import LONG, process_alive, recorded_pid
+
+    admin = await sign_in("admin@acme.test")
+    team = await team_id(admin)
+    server = await ssh_hosts("slow")
+    hosts = await register_hosts(admin, team, [server])
+    repo = make_repo(tmp_path / "repo", {"long.sh": LONG})
+    deployment = await make_deployment(admin, team, repo, hosts, ["long.sh"], timeout=2)
+    runner = make_runner(admin, trusting(tmp_path, [server]))
+    task = asyncio.create_task(runner.run())
+    try:
+        run = await wait_run(admin, await api.launch(admin, deployment["id"]), timeout=20)
+    finally:
+        await close_runner(runner, task)
+    row = (await api.run_hosts(admin, run["id"]))[0]
+    assert row["status"] == "failed" and "timed out after 2s" in row["error"]
+    pid = recorded_pid(server)
+    assert pid and not process_alive(pid)
+
+
+async def test_git_fetch_errors_are_one_line_and_never_show_the_token(tmp_path):
+    import socket
+
+    from opstui.runs.gitfetch import GitFetchError, fetch
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "ghp_" + uuid.uuid4().hex
+    with pytest.raises(GitFetchError) as failed:
+        await fetch(f"http://127.0.0.1:{port}/acme/app.git", "main", tmp_path / "x", token=token)
+    message = str(failed.value)
+    assert "cannot fetch http://127.0.0.1" in message and "\n" not in message
+    assert token not in message and "check the URL" in message
+    with pytest.raises(GitFetchError) as userinfo:
+        await fetch(f"http://user:{token}@127.0.0.1:{port}/a.git", None, tmp_path / "y")
+    assert token not in str(userinfo.value)
+    # A branch that does not exist, in a real local repository.
+    repo = make_repo(tmp_path / "repo", {"a.sh": "echo a\n"})
+    with pytest.raises(GitFetchError) as branch:
+        await fetch(str(repo), "no-such-branch", tmp_path / "z")
+    assert "no-such-branch" in str(branch.value)
+    assert len(await fetch(str(repo), None, tmp_path / "ok")) == 40
