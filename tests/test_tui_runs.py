@@ -358,7 +358,7 @@ async def test_history_runs_list_latest_run_detail_and_retry(backend, backend_in
             lambda: isinstance(app.screen, ResourceScreen) and app.screen.spec.name == "runs",
         )
         table = app.screen.query_one(ResourceTable)
-        await pilot.press("slash", *core["name"], "enter")
+        await pilot.press("slash", *core["name"].rsplit("-", 1)[1], "enter")  # its unique suffix
         await wait_for(pilot, lambda: len(table.view) == 2, what="the deployment's two runs")
         # Newest first.
         numbers = [table.view.rows[table.view.key_at(i)]["number"] for i in range(2)]
