@@ -107,7 +107,7 @@ async def _open_cicd(pilot, job_id: str) -> ResourceTable:
 
 def _cell(app, table: ResourceTable, key: str, label: str) -> str:
     column = next(c for c in table.spec.columns if c.label == label)
-    return format_cell(column, table.view.rows[key], app.clock())
+    return format_cell(column, table.view.rows[key], app.clock(), app.screen._label_of)
 
 
 def _header(app) -> str:
@@ -315,7 +315,10 @@ async def test_builds_list_providers_test_connection_and_a_failed_build(
         table = await _open_cicd(pilot, job["job"])
         assert _cell(app, table, job["job"], "LAST BUILD") == "failed"
         assert "404: job deploy not found" in _cell(app, table, job["job"], "ERROR")
-        assert "demo CI servers" in str(table.border_subtitle)
+        assert "a demo CI server" in str(table.border_subtitle)
+        assert _cell(app, table, job["job"], "PROVIDER") == f"{job['provider_name']} (demo)"
+        await pilot.press("e")  # jobs come from the provider: no form, and the key says so
+        await wait_for(pilot, lambda: "jobs come from their provider" in _notes(app))
 
         await pilot.press("colon", *"builds", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, BuildsScreen))

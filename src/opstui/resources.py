@@ -164,7 +164,7 @@ RESOURCES: dict[str, ResourceSpec] = {
             executable=True,
             columns=(
                 Column("name", "JOB", width=26),
-                Column("provider_id", "PROVIDER", width=20, ref=("cicd_providers", "name")),
+                Column("provider_id", "PROVIDER", width=26, ref=("cicd_providers", "name")),
                 Column("last_build.status", "LAST BUILD", "status"),
                 Column("last_build.number", "#"),
                 Column("last_build.requested_at", "BUILT", "time"),

@@ -210,6 +210,8 @@ class BuildScreen(OpsScreen):
         if self.problem:
             parts.append(Text(self.problem, style="red"))
         header.update(Group(*parts))
+        # A build's lines have no host: name them after where they come from.
+        self.pane.set_sources({None: str(build.get("provider_type") or "build")})  # type: ignore[dict-item]
         self.pane.title = f"log of {build_label(build)}"
         self.pane.refresh_title()
 

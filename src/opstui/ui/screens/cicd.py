@@ -115,6 +115,14 @@ class CicdScreen(ResourceScreen):
     def __init__(self, spec: ResourceSpec | None = None, **kwargs: Any) -> None:
         super().__init__(spec or RESOURCES["cicd"], **kwargs)
 
+    def _label_of(self, ref: tuple[str, str], key: object) -> str | None:
+        label = super()._label_of(ref, key)
+        store = self.store
+        if ref[0] == "cicd_providers" and store is not None and label is not None:
+            if is_demo_provider(self.app, store.row("cicd_providers", str(key))):
+                return f"{label} (demo)"
+        return label
+
     def _decorated(self, job: dict[str, Any], latest: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {**job, "last_build": latest.get(job["id"])}
 
@@ -159,7 +167,7 @@ class CicdScreen(ResourceScreen):
             is_demo_provider(self.app, p) for p in store.rows("cicd_providers")
         )
         self.table.border_subtitle = (
-            "providers marked demo are demo CI servers (protocol fakes on 127.0.0.1)"
+            "(demo) = a demo CI server: a protocol fake on 127.0.0.1, not a real Jenkins/GitHub/GitLab"
             if demo
             else ""
         )
@@ -172,6 +180,8 @@ class CicdScreen(ResourceScreen):
         return super().check_action(action, parameters)
 
     def _decision(self, action: str) -> Decision:
+        if action == "edit":
+            return Decision(False, "jobs come from their provider; r on it in :providers refreshes them")
         decision = super()._decision(action)
         row = self.table.current_row
         if action == "execute" and decision.allowed and row is not None and row.get("vanished_at"):
@@ -221,7 +231,7 @@ class ProvidersScreen(ResourceScreen):
         store = self.store
         demo = [p["name"] for p in (store.rows("cicd_providers") if store else []) if is_demo_provider(self.app, p)]
         self.table.border_subtitle = (
-            f"{', '.join(demo[:3])}: demo CI servers (protocol fakes on 127.0.0.1)" if demo else ""
+            f"demo CI servers (protocol fakes on 127.0.0.1): {', '.join(demo[:3])}" if demo else ""
         )
 
     def _task_decision(self, kind: str) -> Decision:
