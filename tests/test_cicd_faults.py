@@ -8,11 +8,10 @@ import socket
 
 import pytest
 
-from opstui.backend.fake_cicd import FakeGitLab, FakeJenkins
+from opstui.backend.fake_cicd import FakeGitHub, FakeGitLab, FakeJenkins
 from opstui.cicd import api
 from tests.cicd_support import RUNNER, add_provider, running_worker, wait_build
 from tests.test_cicd_builds import FAKES, PARAMS, QUICK
-
 
 REFUSALS = [
     (401, "refused the credentials (401)"),
@@ -158,3 +157,38 @@ async def test_a_build_cancelled_before_any_runner_took_it_is_cancelled_at_once(
         async with running_worker(dev) as worker:  # nothing is left for a runner
             assert await api.claim(dev, "nobody", 10) is None
         assert worker.finished == {} and fake.builds == {}
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+async def test_a_build_the_provider_never_starts_fails_and_is_withdrawn(
+    backend_info, sign_in, kind
+):
+    cls, job, definitions = FAKES[kind]
+    async with cls(**QUICK) as fake:
+        fake.faults.never_start = True
+        dev = await sign_in(RUNNER)
+        provider = await add_provider(
+            dev, backend_info.db_url, kind, fake, jobs=[(job, definitions)]
+        )
+        async with running_worker(dev, queue_timeout=1.0):
+            build = await wait_build(
+                dev, await api.trigger(dev, provider["jobs"][job]["id"], PARAMS[kind])
+            )
+        assert build["status"] == "failed"
+        assert "never started within 1 s" in build["error"] and build["number"]
+        assert all(b.phase() == "cancelled" for b in fake.builds.values())
+
+
+async def test_a_github_dispatch_whose_run_never_appears_times_out(backend_info, sign_in):
+    async with FakeGitHub(old_api=True, **QUICK) as fake:
+        fake.hide_runs = True
+        dev = await sign_in(RUNNER)
+        provider = await add_provider(
+            dev, backend_info.db_url, "github", fake, jobs=[("101", FAKES["github"][2])]
+        )
+        async with running_worker(dev, queue_timeout=1.0):
+            build = await wait_build(
+                dev, await api.trigger(dev, provider["jobs"]["101"]["id"], PARAMS["github"])
+            )
+        assert build["status"] == "failed"
+        assert "no new run of it appeared within 1 s" in build["error"]

@@ -225,7 +225,12 @@ class BuildExecution:
         self._secrets = _secret_values(secrets, hidden)
         self._hidden_parameters = hidden
         self._provider = provider
-        return self._client_factory(provider, secrets, timeout=self.settings.http_timeout)
+        provider_client = self._client_factory(
+            provider, secrets, timeout=self.settings.http_timeout
+        )
+        if hasattr(provider_client, "find_timeout"):  # GitHub's search for a run after a 204
+            provider_client.find_timeout = min(60.0, self.settings.queue_timeout)
+        return provider_client
 
     async def _follow(self, provider_client: Any) -> tuple[str, str | None]:
         job = await self.lookups.job(str(self.build["job_id"]))
@@ -267,6 +272,7 @@ class BuildExecution:
         steady = self.settings.poll_seconds.get(kind, 1.0)
         cancel_sent_at: float | None = None
         last_status, last_progress = None, None
+        queued_since = time.monotonic()
         while True:
             if self.lease_lost is not None:
                 return "failed", self.lease_lost
@@ -288,6 +294,17 @@ class BuildExecution:
                 await api.update(self.client, self.build_id, fields)
                 last_progress = state.progress
             last_status = state.status
+            if (
+                state.status == "queued" and cancel_sent_at is None
+                and time.monotonic() - queued_since > self.settings.queue_timeout
+            ):  # fmt: skip
+                # Nothing hangs: a build the provider never starts is withdrawn and fails.
+                with contextlib.suppress(ProviderError):
+                    await provider_client.cancel(self.ref)
+                return "failed", (
+                    f"{kind} build #{self.ref.number} never started within "
+                    f"{self.settings.queue_timeout:.0f} s ({state.detail or 'queued'}); it was cancelled there"
+                )
             if state.finished and not more:
                 if state.status == "succeeded":
                     return "succeeded", None

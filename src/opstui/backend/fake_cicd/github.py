@@ -76,6 +76,7 @@ class FakeGitHub(FakeServer):
         self.owner, self.repo = owner, repo
         self.token = token or "ghp_fake_" + secrets.token_hex(12)
         self.old_api = old_api
+        self.hide_runs = False  # a dispatch whose run never shows up in the run list
         self.workflows = dict(DEFAULT_WORKFLOWS if workflows is None else workflows)
         self.runs: dict[
             int, dict[str, Any]
@@ -256,7 +257,9 @@ class FakeGitHub(FakeServer):
         runs = [
             self._run_json(rid)
             for rid, r in sorted(self.runs.items(), reverse=True)
-            if r["workflow"] == found[0] and int(r["build"].created_wall) >= int(since)
+            if r["workflow"] == found[0]
+            and int(r["build"].created_wall) >= int(since)
+            and not self.hide_runs
         ]
         return web.json_response({"total_count": len(runs), "workflow_runs": runs})
 
