@@ -110,5 +110,8 @@ def _print_human(info, *, ephemeral: bool) -> None:
         print("  demo accounts:")
         for user in info.users:
             print(f"    {user['email']:<26} {user['role']}")
-        print("  (their passwords, made for this install: `opstui demo accounts`, or --json)")
+        if ephemeral:  # made for this run only: nowhere else to look them up
+            print("  (their passwords, made for this run: --json)")
+        else:
+            print("  (their passwords, made for this install: `opstui demo accounts`, or --json)")
     print("Press Ctrl+C to stop.", flush=True)
