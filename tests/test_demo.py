@@ -220,6 +220,23 @@ def test_seeded_rows_tell_the_truth_and_an_old_install_loses_the_published_passw
             " join deployments d on d.id = r.deployment_id where r.status = 'queued' order by 1"
         ).fetchall()
         assert queued == [("lab-full-rollout", "2"), ("lab-web-release", "1")]
+        # A data directory seeded by an older opstui (documentation addresses, remote URLs,
+        # tenant 'pro') is brought up to these rules at start.
+        conn.execute("update hosts set ip = '192.0.2.11', port = 22 where name = 'bastion-01'")
+        conn.execute("update repositories set url = 'https://github.example.com/acme/ledger'"
+                     " where name = 'ledger'")  # fmt: skip
+        conn.execute("update cicd_providers set url = 'https://jenkins.acme.test', port = 8443"
+                     " where name = 'jenkins-platform'")  # fmt: skip
+        conn.execute("update profiles set tenant_name = 'pro'")
+        assert demo.repair_old_demo(conn, tmp_path / "repos") >= 4
+        assert conn.execute("select ip, port from hosts where name = 'bastion-01'").fetchone() == (
+            "127.0.0.201", demo.UNUSED_PORT)  # fmt: skip
+        assert conn.execute("select url from repositories where name = 'ledger'").fetchone() == (
+            str(tmp_path / "repos" / "ledger.git"),)  # fmt: skip
+        assert _loopback(conn.execute(
+            "select url from cicd_providers where name = 'jenkins-platform'").fetchone()[0])  # fmt: skip
+        assert conn.execute("select count(*) from profiles where tenant_name = 'pro'").fetchone() == (0,)
+        assert demo.repair_old_demo(conn, tmp_path / "repos") == 0  # idempotent
 
 
 async def test_the_demo_runner_runs_a_lab_deployment_for_real(backend, backend_info, sign_in):

@@ -441,6 +441,57 @@ def point_repositories(conn: psycopg.Connection, repos_dir: Path) -> int:
     return changed
 
 
+_OLD_ADDRESSES = ("192.0.2.%", "198.51.100.%", "203.0.113.%")
+_OLD_URLS = ("https://github.example.com/%", "https://gitlab.acme.test%", "https://jenkins.acme.test%",
+             "https://api.github.example.com%", "https://ci.globex.test%", "https://ci.example.com/%")  # fmt: skip
+
+
+def repair_old_demo(conn: psycopg.Connection, repos_dir: Path) -> int:
+    """Bring a demo seeded by an older opstui up to today's rules (idempotent; cheap when
+    there is nothing to do): every address loopback, repositories local, tenants named."""
+    changed = 0
+    with conn.transaction():
+        n = 200
+        for team_hosts in _HOSTS.values():
+            for name, is_windows, _ in team_hosts:
+                if "lab" in name:
+                    continue
+                n += 1
+                cur = conn.execute(
+                    "update public.hosts set ip = %s, port = case when %s then port else %s end"
+                    " where name = %s and ip like any(%s)",
+                    (f"127.0.0.{n}", is_windows, UNUSED_PORT, name, list(_OLD_ADDRESSES)),
+                )
+                changed += cur.rowcount
+        for name, url in (("jenkins-platform", "http://127.0.0.241"),
+                          ("gha-payments", "http://127.0.0.242"),
+                          ("globex-jenkins", "http://127.0.0.243")):  # fmt: skip
+            changed += conn.execute(
+                "update public.cicd_providers set url = %s, port = %s where name = %s"
+                " and url like any(%s)", (url, UNUSED_PORT, name, list(_OLD_URLS)),
+            ).rowcount  # fmt: skip
+        changed += conn.execute(
+            "update public.git_providers set server_url = 'http://127.0.0.250:9'"
+            " where server_url like any(%s)", (list(_OLD_URLS),),
+        ).rowcount  # fmt: skip
+        for _, _, name, *_ in _REPOS:
+            changed += conn.execute(
+                "update public.repositories set url = %s where name = %s and url like any(%s)",
+                (repository_url(repos_dir, name), name, list(_OLD_URLS)),
+            ).rowcount
+        changed += conn.execute(
+            "update public.deployment_cicd_mappings set build_url = null"
+            " where build_url like any(%s)", (list(_OLD_URLS),),
+        ).rowcount  # fmt: skip
+        for email, _, tenant, *_ in USERS:
+            changed += conn.execute(
+                "update public.profiles p set tenant_name = %s from auth.users u"
+                " where u.id = p.id and lower(u.email) = %s and p.tenant_name = 'pro'",
+                (_TENANT_NAMES[tenant], email),
+            ).rowcount
+    return changed
+
+
 def _seed(  # noqa: C901
     conn: psycopg.Connection,
     rng: random.Random,

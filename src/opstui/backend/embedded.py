@@ -271,6 +271,7 @@ class EmbeddedBackend:
                 conn, now=self.demo_now, passwords=passwords, repos_dir=root / "repos",
                 live_runs=self.demo_live_runs,
             )  # fmt: skip
+            demo.repair_old_demo(conn, root / "repos")  # a data dir seeded by an older opstui
             demo.point_repositories(conn, root / "repos")
             repos = demo.demo_repositories(conn)
         return [
