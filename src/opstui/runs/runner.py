@@ -144,8 +144,9 @@ class Runner:
         try:
             await self._subscribe()
             while not self.stopping:
-                await self._claim_while_free()
+                # Clear first: a launch heard while claiming must wake the next wait, not be lost.
                 self._wake.clear()
+                await self._claim_while_free()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
         finally:
