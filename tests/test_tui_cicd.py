@@ -296,6 +296,8 @@ async def test_a_viewer_is_refused_with_the_reason(backend, backend_info, job, s
         await wait_for(pilot, lambda: table.move_to(job["provider"]))
         await pilot.press("t")
         await wait_for(pilot, lambda: "needs execute on cicd_providers" in _notes(app))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "needs update on cicd_jobs" in _notes(app))
     assert _db(backend_info, "select status from cicd_builds where id = %s", (build_id,)) == [
         ("queued",)
     ]
@@ -349,6 +351,21 @@ async def test_builds_list_providers_test_connection_and_a_failed_build(
 
         await answer()
         await wait_for(pilot, lambda: "401: the token was refused" in _notes(app), what="result")
+
+        # The server's refusal reaches the form in one line, and what was typed stays.
+        await pilot.press("5")
+        await wait_for(pilot, lambda: isinstance(app.screen, CicdScreen))
+        await wait_for(pilot, lambda: table.move_to(job["job"]))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, TriggerScreen))
+        form = app.screen
+        form.query_one("#param-2", Input).value = "5.0"
+        _db(backend_info, "delete from cicd_jobs where id = %s", (job["job"],))
+        await pilot.press("ctrl+s")
+        error = form.query_one("#form-error")
+        await wait_for(pilot, lambda: "permission denied" in str(error.render()), what="refusal")
+        assert "\n" not in str(error.render()) and app.screen is form
+        assert form.query_one("#param-2", Input).value == "5.0"
 
 
 async def test_the_run_view_shows_its_ci_cd_steps(backend, backend_info, job):

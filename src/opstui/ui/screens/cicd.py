@@ -146,13 +146,7 @@ class CicdScreen(ResourceScreen):
             self.refresh_bindings()
             return
         if store is not None and isinstance(event, RowChanged) and event.table == "cicd_builds":
-            job_id = (event.row or {}).get("job_id")
-            job = store.row("cicd_jobs", job_id) if job_id else None
-            if job is None:
-                self._reload()  # a build went (deleted): recompute every row
-            else:
-                self.table.apply_change(job_id, self._decorated(job, latest_builds(store)))
-            self.refresh_bindings()
+            self._build_changed(event.row)
             return
         if isinstance(event, PageLoaded) and event.table in ("cicd_builds", "cicd_providers"):
             self._reload()
@@ -160,6 +154,23 @@ class CicdScreen(ResourceScreen):
         super().on_store_event(event)
         if isinstance(event, TeamSwitched):
             self._update_demo_note()
+
+    def _build_changed(self, build: dict[str, Any] | None) -> None:
+        """One build changed: repaint its job's row if it is (now) the job's latest build.
+
+        Heartbeats update running builds every few seconds: no scan of every build for them.
+        """
+        store = self.store
+        job = store.row("cicd_jobs", build.get("job_id") or "") if store and build else None
+        if job is None:
+            self._reload()  # a build went (deleted): recompute every row
+            return
+        shown = (self.table.view.rows.get(job["id"]) or {}).get("last_build")
+        if shown is not None and shown.get("id") != build["id"]:
+            if str(build.get("requested_at") or "") < str(shown.get("requested_at") or ""):
+                return  # an older build of the job: its row shows a newer one
+        self.table.apply_change(job["id"], {**job, "last_build": build})
+        self.refresh_bindings()
 
     def _update_demo_note(self) -> None:
         store = self.store
