@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from datetime import UTC, datetime
@@ -163,6 +164,9 @@ async def main(args) -> None:
         worker.stop()
         await asyncio.wait_for(worker_task, 60)
         await watcher.remove_channel(channel)
+        for client in (watcher, runner_client):  # close their sockets before the backend goes
+            with contextlib.suppress(Exception):
+                await client.realtime.close()
         await fake.stop()
         await backend.stop()
 
