@@ -67,6 +67,7 @@ class HostOutcome:
     status: str  # succeeded | failed | unreachable | cancelled
     exit_code: int | None = None
     error: str | None = None
+    cleaned: bool = False  # the last script removed the run's directory itself
 
 
 def parse_batch_size(text: str | None, total: int) -> int:
@@ -83,15 +84,24 @@ def remote_dir(run_id: str) -> str:
     return f".opstui/runs/{run_id}"
 
 
-def posix_command(directory: str, script: str, params: str, index: int) -> str:
-    """The POSIX command for one script: environment from stdin, then exec (pid kept for kill)."""
+def posix_command(
+    directory: str, script: str, params: str, index: int, *, last: bool = False
+) -> str:
+    """The POSIX command for one script: environment from stdin, then exec (pid kept for kill).
+
+    The last script also removes the run's directory when it ends, saving a channel per host.
+    """
     args = " ".join(shlex.quote(a) for a in shlex.split(params or ""))
     path = "./" + script
     runner = "python3 " if script.endswith(".py") else ""
-    return (
-        f"cd {shlex.quote(directory)} && echo $$ > .pid-{index} && "
-        f'eval "$(cat)" && exec {runner}{shlex.quote(path)}{" " + args if args else ""}'
-    )
+    call = f"{runner}{shlex.quote(path)}{' ' + args if args else ''}"
+    where = shlex.quote(directory)
+    if last:
+        return (
+            f'h=$PWD && cd {where} && echo $$ > .pid-{index} && eval "$(cat)" && '
+            f'{{ {call}; rc=$?; cd "$h" && rm -rf {where}; exit $rc; }}'
+        )
+    return f'cd {where} && echo $$ > .pid-{index} && eval "$(cat)" && exec {call}'
 
 
 def posix_env(env: dict[str, str]) -> bytes:
@@ -458,13 +468,16 @@ class RunExecution:
         directory = remote_dir(self.run_id)
         try:
             async with self.pool.connection(target) as conn:
+                outcome: HostOutcome | None = None
                 try:
-                    return await self._scripts(conn, host_id, target, repo, scripts, params, env,
-                                               timeout, directory)  # fmt: skip
+                    outcome = await self._scripts(conn, host_id, target, repo, scripts, params,
+                                                  env, timeout, directory)  # fmt: skip
+                    return outcome
                 finally:
                     # Whatever the outcome, the run's directory does not stay behind (in the
                     # background: the host's result need not wait for it; the run does).
-                    self._background(self._cleanup(conn, target, directory))
+                    if outcome is None or not outcome.cleaned:
+                        self._background(self._cleanup(conn, target, directory))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is one line for this host
@@ -483,9 +496,10 @@ class RunExecution:
             async with asyncio.timeout(timeout):
                 await self._upload(conn, target, repo, scripts, directory)
                 for index, script in enumerate(scripts):
+                    last = index == len(scripts) - 1
                     code = await self._script(conn, host_id, target, directory, script,
                                               params[index] if index < len(params) else "",
-                                              index, env)  # fmt: skip
+                                              index, env, last=last)  # fmt: skip
                     if code is None:
                         return HostOutcome(host_id, "cancelled", None,
                                            f"{name}: stopped by the cancel request")  # fmt: skip
@@ -496,7 +510,7 @@ class RunExecution:
             return HostOutcome(host_id, "failed", None,
                                f"{name}: timed out after {timeout:g}s (host_timeout_seconds); "
                                "its scripts were stopped")  # fmt: skip
-        return HostOutcome(host_id, "succeeded", 0, None)
+        return HostOutcome(host_id, "succeeded", 0, None, cleaned=not target.is_windows)
 
     async def _upload(self, conn, target, repo: Path, scripts, directory: str) -> None:
         started = time.monotonic()
@@ -536,14 +550,14 @@ class RunExecution:
             await asyncio.wait_for(conn.run(command, check=False), 10)
 
     async def _script(
-        self, conn, host_id, target, directory, script, params, index, env
+        self, conn, host_id, target, directory, script, params, index, env, *, last: bool = False
     ) -> int | None:
         """Run one script; its exit status, or None when it was stopped by a cancel."""
         if target.is_windows:
             command = powershell_script(directory.replace("/", "\\"), script, params, index)
             wire, stdin = target.remote_command(command), powershell_env(env)
         else:
-            command = posix_command(directory, script, params, index)
+            command = posix_command(directory, script, params, index, last=last)
             wire, stdin = command, posix_env(env)
         self.sink.system(f"$ {script}" + (f" {params}" if params else ""), host_id)
         started, started_at = time.monotonic(), datetime.now(UTC)
