@@ -1,13 +1,13 @@
 """The multi-host run screen's log: the shared `LogView`, fed ready-made lines.
 
 The renderer (capped buffer, lazy strips, follow, wrap, search, ANSI) lives in
-`log_pane.py`, shared with the deployment-run and CI/CD build views; this
+`log_view.py`, shared with the run and build views through `log_pane.py`; this
 module keeps the multi-host screen's `(prefix, prefix style, text, stream)` API.
 """
 
 from __future__ import annotations
 
-from opstui.ui.widgets.log_pane import LogView, printable
+from opstui.ui.widgets.log_view import LogView, printable
 
 __all__ = ["OutputLog", "printable"]
 
