@@ -341,7 +341,9 @@ def test_the_seeded_audit_rows_are_in_the_past(backend_info):
 
 async def test_opstui_alone_runs_the_queued_lab_deployments_with_its_own_runners():
     """The TUI's path: the connector starts the demo SSH hosts, then the demo's runners,
-    which pick up the runs queued at the first start and finish them."""
+    which pick up the runs queued at the first start (that a demo runner finishes a lab
+    run is the test above), and stop with the connector."""
+    runners = None
     from opstui.backend.background import BackgroundBackend
     from opstui.connect import EmbeddedConnector
     from opstui.session import Target
@@ -363,18 +365,24 @@ async def test_opstui_alone_runs_the_queued_lab_deployments_with_its_own_runners
         names = list(demo.LIVE_LAB_RUNS)
         latest: list = []
 
-        async def finished() -> bool:
+        async def claimed() -> bool:
             latest[:] = await asyncio.to_thread(_rows, info, query, (names,))
-            return len(latest) == 2 and all(r[1] in TERMINAL for r in latest)
+            return len(latest) == 2 and all(r[1] != "queued" for r in latest)
 
         deadline = asyncio.get_running_loop().time() + 60
-        while not await finished():
+        while not await claimed():
             assert asyncio.get_running_loop().time() < deadline, latest
-            await asyncio.sleep(0.5)
-        assert latest == [("lab-full-rollout", "failed", "demo-runner"),
-                          ("lab-web-release", "succeeded", "demo-runner")]  # fmt: skip
+            await asyncio.sleep(0.25)
+        assert [(name, runner) for name, _, runner in latest] == [
+            ("lab-full-rollout", "demo-runner"), ("lab-web-release", "demo-runner")]  # fmt: skip
+        runners = connector.backend.demo_runners
+        while len(runners.runners) < 2:  # the Globex one signs in after Acme's
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.1)
+        assert {r.settings.name for r in runners.runners} == {"demo-runner", "demo-runner-globex"}
     finally:
         await connector.close()
+    assert runners.stopped and runners.runners == []  # closing stopped them
 
 
 async def test_the_overview_says_which_counts_are_the_tenants_and_which_the_teams(backend):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from typing import Any
 
@@ -56,7 +57,8 @@ class BackgroundBackend:
             asyncio.run_coroutine_threadsafe(self.backend.stop(), self.loop).result(timeout)
             # Leftovers (the runners' Realtime push timers) end here, not as "Task was
             # destroyed" noise on the terminal once the loop is gone.
-            asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop).result(5)
+            with contextlib.suppress(TimeoutError):
+                asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop).result(5)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)

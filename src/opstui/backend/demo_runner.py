@@ -52,6 +52,7 @@ class DemoRunners:
         self.runners: list[Any] = []
         self._clients: list[Any] = []
         self._tasks: list[asyncio.Task] = []
+        self.stopped = False  # stop() came (perhaps while start() was still signing in)
         self.ci_servers: Any = None
 
     async def start(self, info: Any, fleet: Any, **overrides: Any) -> None:
@@ -79,6 +80,8 @@ class DemoRunners:
             except Exception as exc:  # noqa: BLE001 - the demo goes on without this runner
                 log.warning("demo runner %s could not sign in: %s", name, exc)
                 continue
+            if self.stopped:
+                return
             ssh = SshSettings(
                 password_source=rpc_password_source(client),
                 decide=fleet_decide(fleet),
@@ -96,6 +99,7 @@ class DemoRunners:
         log.info("demo runners started: %s", ", ".join(r.settings.name for r in self.runners))
 
     async def stop(self) -> None:
+        self.stopped = True
         for runner in self.runners:
             runner.stop()
         if self._tasks:

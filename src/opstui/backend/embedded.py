@@ -214,10 +214,11 @@ class EmbeddedBackend:
             return
         from opstui.backend.demo_runner import DemoRunners
 
-        self.demo_runners = DemoRunners()
+        runners = self.demo_runners = DemoRunners()
         if self._ssh_demo_task is not None:
             await asyncio.gather(self._ssh_demo_task, return_exceptions=True)
-        await self.demo_runners.start(self.info, self.ssh_demo)
+        if not runners.stopped:
+            await runners.start(self.info, self.ssh_demo)
 
     def start_deferred_ssh_demo(self) -> None:
         """Start the demo SSH hosts that `defer_ssh_demo` held back. Call it on the backend's loop."""
