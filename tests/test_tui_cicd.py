@@ -413,3 +413,38 @@ async def test_the_run_view_shows_its_ci_cd_steps(backend, backend_info, job):
             assert app.screen.build_id == build_id
     finally:
         _db(backend_info, "delete from deployments where id = %s", (deployment,))
+
+
+async def test_the_build_view_catches_up_after_an_outage(backend, backend_info, job, sign_in):
+    runner = await sign_in(RUNNER)
+    user = await sign_in(USER)
+    build_id = await api.trigger(user, job["job"], {"VERSION": "7"})
+    await _claim(runner, build_id)
+    await api.update(runner, build_id, {"status": "running", "number": "8"})
+    await api.append_log(runner, build_id, [{"text": "one\n"}])
+    app = make_app(backend, USER)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.open_build(build_id)
+        await wait_for(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.is_mounted)
+        pane = app.screen.query_one(LogPane)
+        await wait_for(pilot, lambda: pane.last_seq == 1, what="the stored chunk")
+        await backend.stop_gateway()
+        try:
+            await wait_for(pilot, lambda: app.store.status.state.value != "live", what="outage")
+            # Written while nobody can hear: never pushed, so it must come from a re-read.
+            _db(
+                backend_info,
+                "insert into cicd_build_logs (build_id, seq, stream, text, team_id) "
+                "values (%s, 2, 'stdout', 'two' || chr(10), %s)",
+                (build_id, job["team"]),
+            )
+            # The log's poll fails while the server is away, and the view says so.
+            await wait_for(pilot, lambda: "log paused" in _header(app), timeout=20, what="note")
+        finally:
+            await backend.start_gateway()
+        await wait_for(pilot, lambda: pane.last_seq == 2, timeout=40, what="the missed chunk")
+        assert [line.split(" │ ")[1] for line in pane.view.plain_lines] == ["one", "two"]
+        assert pane.duplicates == 0 and pane.gaps == []
+        await wait_for(pilot, lambda: "log paused" not in _header(app), what="the note goes")
+    await api.finish(runner, build_id, "succeeded")

@@ -32,6 +32,7 @@ from opstui.ui.widgets.log_pane import LogPane
 from opstui.views import human_span, parse_time
 
 ACTIVE = ("queued", "running")
+RETRY_SECONDS = 5.0  # a log follow that failed mid-build starts again after this
 
 
 def progress_line(progress: Any) -> str:
@@ -122,21 +123,33 @@ class BuildScreen(OpsScreen):
         from opstui.runs.api import RunsError
 
         assert self.store is not None
-        follower = BuildLogFollower(self.store.client, self.build_id, follow=True)
-        try:
-            async with contextlib.aclosing(follower.batches()) as batches:
-                async for batch in batches:
-                    handled = asyncio.Event()
-                    self.post_message(BuildLogArrived(batch, follower.run, handled))
-                    await handled.wait()
-            # The log is complete: the build ended; take its final row too.
-            self.post_message(BuildLogArrived([], follower.run, asyncio.Event()))
-        except RunsError as exc:
-            self.post_message(BuildFollowFailed(str(exc)))
+        while True:
+            # After a failure, go on from the last chunk shown: no gap, no duplicate.
+            after = self.pane.last_seq or 0
+            follower = BuildLogFollower(self.store.client, self.build_id, follow=True, after=after)
+            try:
+                async with contextlib.aclosing(follower.batches()) as batches:
+                    async for batch in batches:
+                        handled = asyncio.Event()
+                        self.post_message(BuildLogArrived(batch, follower.run, handled))
+                        await handled.wait()
+                # The log is complete: the build ended; take its final row too.
+                self.post_message(BuildLogArrived([], follower.run, asyncio.Event()))
+                return
+            except (RunsError, OSError, TimeoutError) as exc:
+                if self.build is None:
+                    self.post_message(BuildFollowFailed(str(exc)))  # gone, or not yours
+                    return
+                # The server is away: say so, and try again (the store reconnects too).
+                self.post_message(BuildFollowFailed(f"log paused: {exc}; retrying"))
+                await asyncio.sleep(RETRY_SECONDS)
 
     @on(BuildLogArrived)
     def _log_arrived(self, message: BuildLogArrived) -> None:
         try:
+            if self.problem.startswith("log paused"):
+                self.problem = ""  # it came back
+                self.render_header()
             if message.build is not None and self._newer(message.build):
                 self.build = message.build
                 self.render_header()
