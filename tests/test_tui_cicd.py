@@ -352,10 +352,19 @@ async def test_builds_list_providers_test_connection_and_a_failed_build(
         await answer()
         await wait_for(pilot, lambda: "401: the token was refused" in _notes(app), what="result")
 
-        # The server's refusal reaches the form in one line, and what was typed stays.
+        # A job its provider no longer lists cannot be triggered, and the key says why.
         await pilot.press("5")
         await wait_for(pilot, lambda: isinstance(app.screen, CicdScreen))
         await wait_for(pilot, lambda: table.move_to(job["job"]))
+        _db(backend_info, "update cicd_jobs set vanished_at = now() where id = %s", (job["job"],))
+        await wait_for(pilot, lambda: table.view.rows[job["job"]].get("vanished_at"), what="live")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: "vanished from its provider" in _notes(app))
+        assert not isinstance(app.screen, TriggerScreen)
+        _db(backend_info, "update cicd_jobs set vanished_at = null where id = %s", (job["job"],))
+        await wait_for(pilot, lambda: not table.view.rows[job["job"]].get("vanished_at"))
+
+        # The server's refusal reaches the form in one line, and what was typed stays.
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, TriggerScreen))
         form = app.screen
