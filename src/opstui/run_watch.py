@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PAGE_ROWS = 200  # log chunks per REST page (a chunk is at most 256 KB, usually a few KB)
 TAIL_BYTES = 8 * 1024 * 1024  # stored log read at open; older output is left to `runs logs`
+TAIL_FIRST_ROWS = 8  # the first page of the tail, read newest first
 LIVE_BATCH = 200  # live chunks handed out in one update at most
 POLL_SECONDS = 5.0  # a running run silent this long is re-read (Realtime may have dropped)
 
@@ -242,8 +243,11 @@ class RunWatch:
         chunks: list[LogChunk] = []
         size = 0
         before: int | None = None
+        # Pages grow from a few rows: a chunk can be 256 KB, and a full page of those
+        # would fetch far more than the tail to find where the tail starts.
+        rows = min(TAIL_FIRST_ROWS, self.page_rows)
         while True:
-            query = self._log_query().order("seq", desc=True).limit(self.page_rows)
+            query = self._log_query().order("seq", desc=True).limit(rows)
             if before is not None:
                 query = query.lt("seq", before)
             page = [LogChunk.from_row(row) for row in await self._select(query)]
@@ -253,10 +257,11 @@ class RunWatch:
                     return chunks, True
                 chunks.append(chunk)
                 size += len(chunk.text)
-            if len(page) < self.page_rows:
+            if len(page) < rows:
                 chunks.reverse()
                 return chunks, False
             before = page[-1].seq
+            rows = min(rows * 2, self.page_rows)
 
     async def _backfill(self) -> AsyncIterator[RunUpdate]:
         """Every stored chunk after the merge point, page by page."""
