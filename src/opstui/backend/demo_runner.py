@@ -80,7 +80,10 @@ class DemoRunners:
             except Exception as exc:  # noqa: BLE001 - the demo goes on without this runner
                 log.warning("demo runner %s could not sign in: %s", name, exc)
                 continue
-            if self.stopped:
+            if self.stopped:  # stop() has run (and stopped what existed then)
+                if self.ci_servers is not None:
+                    await self.ci_servers.stop()
+                    self.ci_servers = None
                 return
             ssh = SshSettings(
                 password_source=rpc_password_source(client),
