@@ -457,3 +457,24 @@ async def test_the_build_view_catches_up_after_an_outage(backend, backend_info, 
         assert pane.duplicates == 0 and pane.gaps == []
         await wait_for(pilot, lambda: "log paused" not in _header(app), what="the note goes")
     await api.finish(runner, build_id, "succeeded")
+
+
+async def test_a_job_without_parameters_triggers_from_an_empty_form(backend, backend_info, job):
+    bare = str(
+        _db(
+            backend_info,
+            "insert into cicd_jobs (provider_id, external_id, name, team_id) "
+            "values (%s, %s, %s, %s) returning id",
+            (job["provider"], f"bare-{job['name']}", f"bare-{job['name']}", job["team"]),
+        )[0][0]
+    )
+    app = make_app(backend, USER)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await _open_cicd(pilot, bare)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, TriggerScreen) and app.screen.is_mounted)
+        assert app.focused is app.screen.query_one("#trigger")
+        await pilot.press("enter")  # the focused Trigger button
+        await wait_for(pilot, lambda: isinstance(app.screen, BuildScreen), what="the build view")
+    assert _db(backend_info, "select parameters from cicd_builds where job_id = %s", (bare,)) == [({},)]

@@ -18,7 +18,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -447,9 +447,11 @@ class TriggerScreen(FormScreen):
             error.update(f"✕ {exc}")
             return None
 
-    def on_mount(self) -> None:
-        first = self.query(".form-row > *:last-child").first()
-        (first or self.query_one("#trigger", Button)).focus()
+    def on_mount(self, event: events.Mount) -> None:
+        event.prevent_default()  # not FormScreen's: it expects a field to exist
+        fields = self.query(".form-row > *:last-child")
+        # The first field; for a job without parameters, the Trigger button.
+        (fields.first() if fields else self.query_one("#trigger", Button)).focus()
 
     @on(Button.Pressed, "#trigger")
     def action_save(self) -> None:
