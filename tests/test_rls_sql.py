@@ -509,13 +509,6 @@ def test_git_tokens_insert_update_and_upsert_all_keep_the_new_tokens(db, users):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="20261201000200_cicd_builds.sql redefines move_cicd_provider_secrets with the old"
-    " INSERT branch (secrets of an upsert onto an existing row are dropped); its"
-    " `tg_op = 'INSERT' and exists (...)` branch must `return new` as 20261125000400 does."
-    " Remove this marker once it does.",
-)
 def test_cicd_secrets_insert_update_and_upsert_all_keep_the_new_secret(db, users, teams):
     admin = users["admin@acme.test"]
     provider = str(uuid.uuid4())

@@ -137,15 +137,17 @@ begin
   from private.secret_config_entries(coalesce(new.config, '{}'::jsonb)) as s;
 
   if tg_op = 'INSERT' and exists (select 1 from public.cicd_providers c where c.id = new.id) then
-    v_secrets := '{}'::jsonb;  -- the insert will conflict: never touch the existing row's secrets
-  else
-    select s.secrets into v_secrets from private.cicd_provider_secrets s where s.provider_id = new.id;
-    v_secrets := (coalesce(v_secrets, '{}'::jsonb) || v_moved) - v_cleared;
-    if v_moved <> '{}'::jsonb or cardinality(v_cleared) > 0 then
-      insert into private.cicd_provider_secrets as s (provider_id, secrets)
-      values (new.id, v_secrets)
-      on conflict (provider_id) do update set secrets = excluded.secrets, updated_at = now();
-    end if;
+    -- The row exists, so this insert will conflict: leave the secrets in NEW, and the
+    -- UPDATE branch of the upsert (this trigger again, on excluded.config) moves them.
+    -- Clearing them here dropped a secret changed by upsert.
+    return new;
+  end if;
+  select s.secrets into v_secrets from private.cicd_provider_secrets s where s.provider_id = new.id;
+  v_secrets := (coalesce(v_secrets, '{}'::jsonb) || v_moved) - v_cleared;
+  if v_moved <> '{}'::jsonb or cardinality(v_cleared) > 0 then
+    insert into private.cicd_provider_secrets as s (provider_id, secrets)
+    values (new.id, v_secrets)
+    on conflict (provider_id) do update set secrets = excluded.secrets, updated_at = now();
   end if;
 
   new.config := (private.strip_secret_config(coalesce(new.config, '{}'::jsonb)) - 'secret_keys')
