@@ -201,3 +201,15 @@ async def test_a_line_split_across_chunks_is_one_line():
             "web-01 │ warn",
         ]
         assert "done" in pane.view.render_line(0).text
+        # Both halves in one batch, and a continuation while wrapping.
+        pane.add_chunks([_chunk(6, "par", "b"), _chunk(7, "tial", "b"), _chunk(8, "ly\n", "b")])
+        await pilot.press("w")
+        pane.add_chunks([_chunk(9, "wrapped " * 3, "a")])
+        pane.add_chunks([_chunk(10, "and more " * 12 + "\n", "a")])
+        await pilot.pause()
+        assert pane.view.plain_lines[-2:] == [
+            "db-01  │ partially",
+            "web-01 │ " + "wrapped " * 3 + "and more " * 12,
+        ]
+        rows = [pane.view.render_line(y).text.rstrip() for y in range(pane.view.size.height)]
+        assert sum(1 for row in rows if "and more" in row) >= 2  # the continued line wraps

@@ -98,7 +98,7 @@ class LogPane(Vertical):
         self.duplicates = 0  # chunks dropped because their seq was already shown
         self.gaps: list[tuple[int, int]] = []  # (after seq, next seq seen) where seqs jumped
         # The last line of each (source, stream) when its chunk ended mid-line.
-        self._open: dict[tuple[str | None, str], list] = {}
+        self._open: dict[tuple[str | None, str], tuple] = {}
         self._names: dict[str | None, str] = {None: RUNNER_SOURCE}
         self._colours: dict[str | None, str] = {None: "dim"}
         self._name_width = len(RUNNER_SOURCE)
@@ -138,7 +138,8 @@ class LogPane(Vertical):
         continues that line instead of starting a new one.
         """
         view = self.view
-        new: list[list] = []
+        new: list[tuple] = []
+        in_batch: dict[tuple[str | None, str], int] = {}  # open lines not yet shown
         prefixes: dict[str | None, tuple[str, str]] = {}
         for seq, source, stream, text, created_at in sorted(map(_chunk_fields, chunks), key=_by_seq):
             if self.last_seq is not None:
@@ -154,13 +155,23 @@ class LogPane(Vertical):
             complete = parts[-1] == ""
             if complete:
                 parts.pop()
-            open_line = self._open.pop((source, stream), None)
+            key = (source, stream)
+            open_line = self._open.pop(key, None)
             if open_line is not None and parts:
-                view.extend_line(open_line, parts.pop(0))  # a no-op render-wise if not shown yet
+                more = parts.pop(0)
+                pending = in_batch.pop(key, None)
+                if pending is not None:  # the line is in this batch, not yet shown
+                    line = new[pending]
+                    new[pending] = (*line[:2], (line[2] + more)[:MAX_LINE], *line[3:])
+                    open_line = new[pending]
+                    in_batch[key] = pending
+                else:
+                    open_line = view.extend_line(open_line, more)
             if not parts:
                 if not complete and open_line is not None:
-                    self._open[(source, stream)] = open_line
+                    self._open[key] = open_line
                 continue
+            in_batch.pop(key, None)
             prefix = prefixes.get(source)
             if prefix is None:
                 prefix = prefixes[source] = self._prefix(source)
@@ -173,11 +184,12 @@ class LogPane(Vertical):
             first = view.take_ordinals(len(parts))
             head, style = prefix
             new.extend(
-                [head, style, part[:MAX_LINE], stream, source, at, first + i]
+                (head, style, part[:MAX_LINE], stream, source, at, first + i)
                 for i, part in enumerate(parts)
             )
             if not complete:
-                self._open[(source, stream)] = new[-1]
+                self._open[key] = new[-1]
+                in_batch[key] = len(new) - 1
         sources = len(view.sources)
         view.append(new)
         if len(view.sources) != sources:

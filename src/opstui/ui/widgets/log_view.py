@@ -74,9 +74,18 @@ def search_pattern(text: str) -> re.Pattern[str] | None:
     return re.compile(re.escape(text), re.IGNORECASE)
 
 
-# A line: [prefix, prefix style, text (raw, may hold ANSI), stream, source, time, ordinal].
+# A line: (prefix, prefix style, text (raw, may hold ANSI), stream, source, time, ordinal).
 # Streams: stdout | stderr | system (or "note", the multi-host screen's own lines).
-Line = list[Any]
+Line = tuple[Any, ...]
+RECENT = 4096  # how far back a continued line is looked for
+
+
+def _replace_recent(lines: deque[Line], old: Line, new: Line) -> None:
+    """Put `new` where `old` is, among the newest RECENT lines (older: left as it was)."""
+    for index in range(len(lines) - 1, max(-1, len(lines) - 1 - RECENT), -1):
+        if lines[index] is old:
+            lines[index] = new
+            return
 _PREFIX, _PREFIX_STYLE, _TEXT, _STREAM, _SOURCE, _AT, _N = range(7)
 
 
@@ -173,9 +182,9 @@ class LogView(ScrollView, can_focus=True):
         source: str | None = None,
         at: str = "",
     ) -> Line:
-        """A line for `append`: a list, so a partial line can be continued in place."""
+        """A line for `append`."""
         self._ordinal += 1
-        return [prefix, prefix_style, text[:MAX_LINE], stream, source, at, self._ordinal]
+        return (prefix, prefix_style, text[:MAX_LINE], stream, source, at, self._ordinal)
 
     def take_ordinals(self, count: int) -> int:
         """Reserve `count` ordinals for lines built in bulk; returns the first."""
@@ -222,30 +231,41 @@ class LogView(ScrollView, can_focus=True):
             self.scroll_to(y=max(0, self.scroll_y - dropped_shown), animate=False)
         self.refresh()
 
-    def extend_line(self, line: Line, more: str) -> None:
-        """Continue a line already shown (its end arrived in a later chunk)."""
+    def extend_line(self, line: Line, more: str) -> Line:
+        """Continue a line already shown (its end arrived in a later chunk); the new line.
+
+        Lines are tuples of plain values, which the cyclic GC stops tracking: lists
+        made every full collection walk the whole buffer (100-200 ms pauses while a
+        run streamed, in bench_run_view). So a continued line is a new tuple put in
+        the old one's place, looked for among the newest lines only.
+        """
         if not more or len(line[_TEXT]) >= MAX_LINE:
-            return
-        line[_TEXT] = (line[_TEXT] + more)[:MAX_LINE]
+            return line
+        new = (*line[:_TEXT], (line[_TEXT] + more)[:MAX_LINE], *line[_TEXT + 1 :])
+        _replace_recent(self._lines, line, new)
+        tail = self._by_source.get(line[_SOURCE])
+        if tail is not None:
+            _replace_recent(tail, line, new)
         self._strips.pop(line[_N], None)
-        shown = line[_SOURCE] == self.only or self.only is None
-        if not shown:
-            return
-        self._width = max(self._width, len(line[_PREFIX]) + len(line[_TEXT]))
+        if self.only is not None and line[_SOURCE] != self.only:
+            return new
+        self._width = max(self._width, len(new[_PREFIX]) + len(new[_TEXT]))
         if self.wrap and self._rows_width:
             rows, n, width = self._rows, line[_N], self._rows_width
             first = bisect_left(rows, n, key=lambda row: row[0][_N])
             have = 0
             while first + have < len(rows) and rows[first + have][0] is line:
+                rows[first + have] = (new, rows[first + have][1])
                 have += 1
             if have:  # still in the buffer
-                for start in range(have * width, self._line_cells(line), width):
-                    rows.insert(first + have, (line, start))
+                for start in range(have * width, self._line_cells(new), width):
+                    rows.insert(first + have, (new, start))
                     have += 1
         self._resize_virtual()
         if self.follow:
             self.scroll_to(y=self.max_scroll_y, animate=False)
         self.refresh()
+        return new
 
     def clear(self) -> None:
         self._lines.clear()
