@@ -92,7 +92,7 @@ async def test_widths_follow_the_terminal_and_never_cut_a_status(backend):
         assert statuses and not [c for c in _cut_cells(table) if c[0] in statuses]
 
 
-async def test_the_filter_matches_columns_alone_and_a_bad_pattern_says_why(backend, backend_info):
+async def test_the_filter_matches_columns_alone_and_a_bad_pattern_says_why(backend):
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
