@@ -347,26 +347,37 @@ async def main(args) -> None:
             f"when: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; {hosts} SSH hosts in a child process",
             flush=True,
         )
-        results["launch_to_first_line"] = r = await bench.launch_to_first_line(args.launches)
-        print(f"1. launch -> first host line on another client: p50 {r['p50_s']:.3f} s, p99 {r['p99_s']:.3f} s "
+        only = set(args.only.split(",")) if args.only else None
+
+        def wanted(n: int) -> bool:
+            return only is None or str(n) in only
+
+        if wanted(1):
+            results["launch_to_first_line"] = r = await bench.launch_to_first_line(args.launches)
+            print(f"1. launch -> first host line on another client: p50 {r['p50_s']:.3f} s, p99 {r['p99_s']:.3f} s "
               f"({r['n']} launches; target 0.5 / 1.5 s)", flush=True)  # fmt: skip
-        results["line_latency"] = r = await bench.line_latency()
-        print(f"2. host line -> other client's callback: p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms "
+        if wanted(2):
+            results["line_latency"] = r = await bench.line_latency()
+            print(f"2. host line -> other client's callback: p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms "
               f"({r['lines']} lines, 1 host; target p99 300 ms)", flush=True)  # fmt: skip
-        results["throughput"] = r = await bench.throughput()
-        print(f"3. 20 hosts flooding {r['mb']:.0f} MB: stored {r['stored_mb_s']:.2f} MB/s, delivered "
+        if wanted(3):
+            results["throughput"] = r = await bench.throughput()
+            print(f"3. 20 hosts flooding {r['mb']:.0f} MB: stored {r['stored_mb_s']:.2f} MB/s, delivered "
               f"{r['delivered_mb_s']:.2f} MB/s, stored complete={r['stored_complete']} delivered complete={r['complete']} "
               f"({r['rows']} rows), event-loop lag p99 "
               f"{r['loop_lag_p99_ms']:.0f} ms", flush=True)  # fmt: skip
         fan = 50 if args.quick else 200
-        results["fan_out"] = r = await bench.fan_out(fan, 50 if not args.quick else 25)
-        print(f"4. {fan} hosts, trivial script, batches: run {r['run_s']:.2f} s vs SSH layer "
+        if wanted(4):
+            results["fan_out"] = r = await bench.fan_out(fan, 50 if not args.quick else 25)
+            print(f"4. {fan} hosts, trivial script, batches: run {r['run_s']:.2f} s vs SSH layer "
               f"{r['ssh_layer_s']:.2f} s: overhead {r['overhead_pct']:.0f}% (target < 15%)", flush=True)  # fmt: skip
-        results["cancel"] = r = await bench.cancel()
-        print(f"5. cancel -> every remote process gone (10 hosts): {r['processes_gone_s']:.2f} s; run "
+        if wanted(5):
+            results["cancel"] = r = await bench.cancel()
+            print(f"5. cancel -> every remote process gone (10 hosts): {r['processes_gone_s']:.2f} s; run "
               f"{r['status']} after {r['run_cancelled_s']:.2f} s (target < 5 s)", flush=True)  # fmt: skip
-        results["row_budget_50"] = r = await bench.line_latency(hosts=50, seconds=10, every=0.1)
-        print(f"6. 50 hosts streaming a line / 100 ms: {r['rows_per_s']:.1f} rows/s (budget 10); "
+        if wanted(6):
+            results["row_budget_50"] = r = await bench.line_latency(hosts=50, seconds=10, every=0.1)
+            print(f"6. 50 hosts streaming a line / 100 ms: {r['rows_per_s']:.1f} rows/s (budget 10); "
               f"line latency p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms", flush=True)  # fmt: skip
     finally:
         bench.runner.stop()
@@ -385,4 +396,5 @@ if __name__ == "__main__":
     parser.add_argument("--launches", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="fewer hosts (a smoke run)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", default="", help="measures to run, e.g. 1,4 (default: all)")
     asyncio.run(main(parser.parse_args()))

@@ -85,23 +85,51 @@ def remote_dir(run_id: str) -> str:
 
 
 def posix_command(
-    directory: str, script: str, params: str, index: int, *, last: bool = False
-) -> str:
+    directory: str, script: str, params: str, index: int, *, last: bool = False,
+    make: bool = False,
+) -> str:  # fmt: skip
     """The POSIX command for one script: environment from stdin, then exec (pid kept for kill).
 
     The last script also removes the run's directory when it ends, saving a channel per host.
+    With `make`, it first creates the run's directory; its stdin then starts with the
+    script files (`posix_files`), written before the environment is read.
     """
     args = " ".join(shlex.quote(a) for a in shlex.split(params or ""))
     path = "./" + script
     runner = "python3 " if script.endswith(".py") else ""
     call = f"{runner}{shlex.quote(path)}{' ' + args if args else ''}"
     where = shlex.quote(directory)
+    mkdir = f"mkdir -p {where} && " if make else ""
     if last:
         return (
-            f'h=$PWD && cd {where} && echo $$ > .pid-{index} && eval "$(cat)" && '
+            f'h=$PWD && {mkdir}cd {where} && echo $$ > .pid-{index} && eval "$(cat)" && '
             f'{{ {call}; rc=$?; cd "$h" && rm -rf {where}; exit $rc; }}'
         )
-    return f'cd {where} && echo $$ > .pid-{index} && eval "$(cat)" && exec {call}'
+    return f'{mkdir}cd {where} && echo $$ > .pid-{index} && eval "$(cat)" && exec {call}'
+
+
+def posix_files(files: dict[str, bytes]) -> bytes | None:
+    """Shell that writes the run's scripts (mode 755) in the current directory, for the
+    first script's stdin: the upload rides on the channel that runs it (no SFTP channel,
+    no extra process). None when a file cannot travel as a shell word (a NUL byte, or not
+    UTF-8): SFTP then uploads them. A failed write ends the command with status 97."""
+    lines = []
+    for name, data in files.items():
+        if b"\0" in data:
+            return None
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return None
+        where = shlex.quote(name)
+        parent = str(PurePosixPath(name).parent)
+        mkdir = f"mkdir -p {shlex.quote(parent)} && " if parent != "." else ""
+        lines.append(
+            f"{{ {mkdir}printf '%s' {shlex.quote(text)} > {where} && chmod 755 {where}; }} || "
+            f"{{ echo {shlex.quote(f'opstui: cannot write {name} in the run directory')} >&2; "
+            "exit 97; }\n"
+        )
+    return "".join(lines).encode()
 
 
 def posix_env(env: dict[str, str]) -> bytes:
@@ -168,6 +196,95 @@ def _host_error(exc: Exception, target: SshTarget) -> SshError:
     return error
 
 
+class HostRecorder:
+    """Host results, sent in batches through `update_run_hosts` (one call, one recount of
+    the run's progress, every `interval`), not two `update_run_host` calls per host.
+
+    A host that finishes before its `running` was sent is sent once, finished, with its
+    start time. Times travel as "seconds ago", so they are the events' times on the
+    database's clock. Falls back to `update_run_host` on a database without the batch
+    function. A lease refusal goes to `on_lease_lost`; other failures are logged.
+    """
+
+    def __init__(self, client, run_id: str, *, on_lease_lost, interval: float = 0.2) -> None:
+        self.client, self.run_id = client, run_id
+        self.on_lease_lost = on_lease_lost
+        self.interval = interval
+        self._pending: dict[str, dict] = {}  # host id -> its latest unsent change
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+        self._batched = True
+        self.calls = 0
+
+    def record(self, host_id: str, status: str, code: int | None, error: str | None) -> None:
+        now = time.monotonic()
+        change = {"host_id": host_id, "status": status, "exit_code": code, "error": error, "at": now}
+        earlier = self._pending.get(host_id)
+        if earlier is not None and earlier["status"] == "running" and status != "running":
+            change["started"] = earlier["at"]
+        self._pending[host_id] = change
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.interval)  # gather the hosts that change together
+            self._wake.clear()
+            await asyncio.shield(self.flush())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            changes, self._pending = list(self._pending.values()), {}
+            if not changes:
+                return
+            now = time.monotonic()
+            try:
+                if self._batched:
+                    try:
+                        await self._send_batch(changes, now)
+                        return
+                    except api.RunsError as exc:
+                        if exc.code not in ("PGRST202", "42883"):
+                            raise
+                        self._batched = False  # an older database: one call per change
+                for change in changes:
+                    if "started" in change:
+                        await api.update_host(self.client, self.run_id, change["host_id"],
+                                              "running", None, None)  # fmt: skip
+                    await api.update_host(self.client, self.run_id, change["host_id"],
+                                          change["status"], change["exit_code"], change["error"])  # fmt: skip
+                    self.calls += 1
+            except api.RunsError as exc:
+                if exc.code == "42501":
+                    self.on_lease_lost(str(exc))
+                    return
+                log.warning("run %s: host results not recorded: %s", self.run_id, exc)
+
+    async def _send_batch(self, changes: list[dict], now: float) -> None:
+        hosts = []
+        for c in changes:
+            item = {k: c[k] for k in ("host_id", "status", "exit_code", "error")}
+            item["ago"] = round(max(0.0, now - c["at"]), 3)
+            if "started" in c:
+                item["started_ago"] = round(max(0.0, now - c["started"]), 3)
+            hosts.append(item)
+        await api.rpc(self.client, "update_run_hosts", {"p_run_id": self.run_id, "p_hosts": hosts},
+                      "record the hosts' results")  # fmt: skip
+        self.calls += 1
+
+    async def close(self) -> None:
+        """Send what is left (before the run is finished), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
 class RunExecution:
     def __init__(
         self,
@@ -190,6 +307,7 @@ class RunExecution:
         self.audit = SupabaseAudit(client)
         self.sink = LogSink(lambda chunks: api.append_log(client, self.run_id, chunks),
                             **(sink_options or {}))  # fmt: skip
+        self.recorder = HostRecorder(client, self.run_id, on_lease_lost=self._lose_lease)
         self.cancel_requested = asyncio.Event()
         self.cancel_reason: str | None = None
         self.lease_lost: str | None = None
@@ -256,6 +374,7 @@ class RunExecution:
                 task.cancel()
             while self._stopping:  # kills, cleanups and audit rows still on their way
                 await asyncio.gather(*list(self._stopping), return_exceptions=True)
+            await self.recorder.close()  # every host's result before the run is finished
             shutil.rmtree(scratch, ignore_errors=True)
         if self.lease_lost is None:
             self.sink.system(f"run {status}" + (f": {error}" if error else ""))
@@ -421,14 +540,8 @@ class RunExecution:
                 raise LeaseLost(str(exc)) from None
             raise
 
-    async def _record(self, host_id: str, status: str, code: int | None, error: str | None) -> None:
-        try:
-            await api.update_host(self.client, self.run_id, host_id, status, code, error)
-        except api.RunsError as exc:
-            if exc.code == "42501":
-                self._lose_lease(str(exc))
-                return
-            raise
+    def _record(self, host_id: str, status: str, code: int | None, error: str | None) -> None:
+        self.recorder.record(host_id, status, code, error)
 
     # -- one host ---------------------------------------------------------------------------
 
@@ -450,8 +563,7 @@ class RunExecution:
                     f"{label}: the host is not readable (deleted, or not in this team)",
                 )
             else:
-                # Recorded while it connects: one round trip less on every host's path.
-                running = asyncio.ensure_future(self._record(host_id, "running", None, None))
+                self._record(host_id, "running", None, None)  # sent in the next batch
                 try:
                     target = SshTarget.from_host(host)
                 except ValueError as exc:
@@ -460,9 +572,8 @@ class RunExecution:
                     outcome = await self._on_host(
                         host_id, target, repo, scripts, params, env, timeout
                     )
-                await running
             self.outcomes[host_id] = outcome
-            await self._record(host_id, outcome.status, outcome.exit_code, outcome.error)
+            self._record(host_id, outcome.status, outcome.exit_code, outcome.error)
 
     async def _on_host(self, host_id, target, repo, scripts, params, env, timeout) -> HostOutcome:
         directory = remote_dir(self.run_id)
@@ -494,12 +605,15 @@ class RunExecution:
         name = target.name
         try:
             async with asyncio.timeout(timeout):
-                await self._upload(conn, target, repo, scripts, directory)
+                files = None if target.is_windows else self._posix_files(repo, scripts)
+                if files is None:  # Windows hosts (and binary scripts) upload over SFTP
+                    await self._upload(conn, target, repo, scripts, directory)
                 for index, script in enumerate(scripts):
                     last = index == len(scripts) - 1
                     code = await self._script(conn, host_id, target, directory, script,
                                               params[index] if index < len(params) else "",
-                                              index, env, last=last)  # fmt: skip
+                                              index, env, last=last,
+                                              files=files if index == 0 else None)  # fmt: skip
                     if code is None:
                         return HostOutcome(host_id, "cancelled", None,
                                            f"{name}: stopped by the cancel request")  # fmt: skip
@@ -511,6 +625,12 @@ class RunExecution:
                                f"{name}: timed out after {timeout:g}s (host_timeout_seconds); "
                                "its scripts were stopped")  # fmt: skip
         return HostOutcome(host_id, "succeeded", 0, None, cleaned=not target.is_windows)
+
+    def _posix_files(self, repo: Path, scripts) -> bytes | None:
+        """The upload shell for POSIX hosts, built once per run (every host gets the same)."""
+        if not hasattr(self, "_files_shell"):
+            self._files_shell = posix_files({s: (repo / s).read_bytes() for s in dict.fromkeys(scripts)})
+        return self._files_shell
 
     async def _upload(self, conn, target, repo: Path, scripts, directory: str) -> None:
         started = time.monotonic()
@@ -550,15 +670,19 @@ class RunExecution:
             await asyncio.wait_for(conn.run(command, check=False), 10)
 
     async def _script(
-        self, conn, host_id, target, directory, script, params, index, env, *, last: bool = False
-    ) -> int | None:
-        """Run one script; its exit status, or None when it was stopped by a cancel."""
+        self, conn, host_id, target, directory, script, params, index, env, *, last: bool = False,
+        files: bytes | None = None,
+    ) -> int | None:  # fmt: skip
+        """Run one script; its exit status, or None when it was stopped by a cancel.
+
+        `files` (POSIX, first script): the scripts to write first, see `posix_files`."""
         if target.is_windows:
             command = powershell_script(directory.replace("/", "\\"), script, params, index)
             wire, stdin = target.remote_command(command), powershell_env(env)
         else:
-            command = posix_command(directory, script, params, index, last=last)
-            wire, stdin = command, posix_env(env)
+            command = posix_command(directory, script, params, index, last=last,
+                                    make=files is not None)  # fmt: skip
+            wire, stdin = command, (files or b"") + posix_env(env)
         self.sink.system(f"$ {script}" + (f" {params}" if params else ""), host_id)
         started, started_at = time.monotonic(), datetime.now(UTC)
         process = await conn.create_process(wire, encoding=None)
