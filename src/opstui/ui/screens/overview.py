@@ -257,12 +257,16 @@ def _failed_table(runs: list[dict[str, Any]], failing: dict[str, str], now) -> T
     """Recently failed runs, each with its failing host (or its error)."""
     if not runs:
         return Text("none", style="dim")
+    names = [_run_name(run, width=40) for run in runs]
     table = Table.grid(padding=(0, 2))
-    for run in runs:
+    # The name keeps its width (it is what people look for); the reason gives way.
+    table.add_column(no_wrap=True, min_width=max(len(name) for name in names))
+    table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    for run, name in zip(runs, names, strict=True):
         ended = parse_time(run.get("finished_at"))
-        ago = f"{human_span((now - ended).total_seconds())} ago" if ended else ""
+        ago = f"  {human_span((now - ended).total_seconds())} ago" if ended else ""
         why = failing.get(run["id"]) or (run.get("error") or run.get("status") or "")[:40]
         table.add_row(
-            Text(_run_name(run)), Text(why, style=status_style("failed")), Text(ago, style="dim")
+            Text(name), Text(why, style=status_style("failed")) + Text(ago, style="dim")
         )
     return table
