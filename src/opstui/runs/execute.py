@@ -45,7 +45,6 @@ import asyncssh
 from opstui.runs import api
 from opstui.runs.gitfetch import GitFetchError, fetch, safe_url
 from opstui.runs.logsink import LogSink
-from opstui.ssh.audit import SupabaseAudit
 from opstui.ssh.errors import HostKeyUnknown, SshError, classify
 from opstui.ssh.exec import AuditRecord
 from opstui.ssh.pool import ConnectionPool
@@ -285,6 +284,72 @@ class HostRecorder:
         await self.flush()
 
 
+class AuditBatch:
+    """The run's `ssh_audit` rows, inserted many per call (every `interval`) instead of one
+    REST insert per command: the same rows as `SupabaseAudit` writes. A failed insert is
+    reported on each of its hosts' logs (`on_error(text, host_id)`), never fatal."""
+
+    def __init__(self, client, *, on_error, interval: float = 0.2) -> None:
+        self.client = client
+        self.on_error = on_error
+        self.interval = interval
+        self._rows: list[tuple[dict, str]] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+        self.calls = 0
+
+    def add(self, record: AuditRecord, host_id: str) -> None:
+        target = record.target
+        if target.team_id is None:
+            self.on_error(f"audit not recorded: {target.label}: no team_id, cannot audit", host_id)
+            return
+        row = {  # (SupabaseAudit.record's row)
+            "team_id": target.team_id,
+            "host_id": target.host_id,
+            "kind": record.kind,
+            "command": record.command,
+            "exit_code": record.exit_code,
+            "started_at": record.started_at.isoformat(),
+            "duration_ms": max(0, record.duration_ms),
+        }
+        self._rows.append((row, host_id))
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.interval)
+            self._wake.clear()
+            await asyncio.shield(self.flush())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            rows, self._rows = self._rows, []
+            parts = [rows[i : i + 500] for i in range(0, len(rows), 500)]
+            while parts:
+                part = parts.pop(0)
+                try:
+                    await self.client.table("ssh_audit").insert([r for r, _ in part]).execute()
+                    self.calls += 1
+                except Exception as exc:  # noqa: BLE001 - reported, never fatal for the run
+                    if len(part) > 1:  # one refused row must not lose the others: one by one
+                        parts[:0] = [[item] for item in part]
+                        continue
+                    line = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                    self.on_error(f"audit not recorded: {line}", part[0][1])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
 class RunExecution:
     def __init__(
         self,
@@ -304,10 +369,10 @@ class RunExecution:
         self.pool = pool
         self.workdir = workdir
         self.lease_seconds = lease_seconds
-        self.audit = SupabaseAudit(client)
         self.sink = LogSink(lambda chunks: api.append_log(client, self.run_id, chunks),
                             **(sink_options or {}))  # fmt: skip
         self.recorder = HostRecorder(client, self.run_id, on_lease_lost=self._lose_lease)
+        self.audits = AuditBatch(client, on_error=lambda text, host_id: self.sink.system(text, host_id))
         self.cancel_requested = asyncio.Event()
         self.cancel_reason: str | None = None
         self.lease_lost: str | None = None
@@ -374,7 +439,7 @@ class RunExecution:
                 task.cancel()
             while self._stopping:  # kills, cleanups and audit rows still on their way
                 await asyncio.gather(*list(self._stopping), return_exceptions=True)
-            await self.recorder.close()  # every host's result before the run is finished
+            await asyncio.gather(self.recorder.close(), self.audits.close())  # before the finish
             shutil.rmtree(scratch, ignore_errors=True)
         if self.lease_lost is None:
             self.sink.system(f"run {status}" + (f": {error}" if error else ""))
@@ -422,11 +487,18 @@ class RunExecution:
                 return status, error
         if not scripts:
             return "failed", "the deployment has no scripts; add scripts_path entries"
+        first_batch = min((int(h.get("batch") or 1) for h in pending), default=1)
+
+        async def hosts_then_connect() -> dict[str, dict]:
+            # The first batch connects while the repository is fetched (no side effect on hosts).
+            rows = await self._hosts([str(h["host_id"]) for h in pending])
+            self._preconnect([rows.get(str(h["host_id"])) for h in pending
+                              if int(h.get("batch") or 1) == first_batch])  # fmt: skip
+            return rows
+
         # Independent reads and the git fetch at once: the first host starts sooner.
         env, repo, hosts = await asyncio.gather(
-            self._environment(),
-            self._fetch(scratch),
-            self._hosts([str(h["host_id"]) for h in pending]),
+            self._environment(), self._fetch(scratch), hosts_then_connect()
         )
         if isinstance(repo, str):
             return "failed", repo
@@ -725,7 +797,7 @@ class RunExecution:
         finally:
             record = AuditRecord(target, "command", command, exit_code, started_at,
                                  int((time.monotonic() - started) * 1000))  # fmt: skip
-            self._background(self._audit(record, host_id))
+            self.audits.add(record, host_id)
 
     def _preconnect(self, rows: list[dict | None]) -> None:
         async def connect(target: SshTarget) -> None:
@@ -738,12 +810,6 @@ class RunExecution:
                     task = asyncio.ensure_future(connect(SshTarget.from_host(row)))
                     self._preconnects.add(task)
                     task.add_done_callback(self._preconnects.discard)
-
-    async def _audit(self, record: AuditRecord, host_id: str) -> None:
-        try:
-            await self.audit(record)
-        except Exception as exc:  # noqa: BLE001 - reported, never fatal for the run
-            self.sink.system(f"audit not recorded: {exc}", host_id)
 
     def _background(self, coro) -> asyncio.Future:
         """Work the run waits for before it finishes, but no host waits for."""
