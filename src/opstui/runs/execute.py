@@ -9,8 +9,9 @@ What it does, in order:
    repository (a private repository's token through `get_git_provider_tokens`;
    host passwords through `get_host_secret`, by the SSH pool);
 2. fetches the repository once, with the `git` command, into a temp dir;
-3. per batch (rows made by the claim), per host at once: uploads the scripts
-   over SFTP to `.opstui/runs/<run id>/` under the login directory, runs them
+3. per batch (rows made by the claim), per host at once: writes the scripts
+   to `.opstui/runs/<run id>/` under the login directory (POSIX: on the first
+   script's own channel, see `posix_files`; Windows: over SFTP), runs them
    in order (parameters quoted; environment values sent on the command's
    stdin, so they are never on a command line, in a file or in the audit),
    stopping at the first failing script; Windows hosts through PowerShell;
@@ -18,7 +19,9 @@ What it does, in order:
    batches become `skipped`;
 5. finishes the run.
 
-Output streams through a `LogSink` into `append_run_log`. Heartbeats extend the
+Output streams through a `LogSink` into `append_run_log`; host results
+(`HostRecorder` -> `update_run_hosts`) and `ssh_audit` rows (`AuditBatch`) go
+in batches every 200 ms, not one call per host. Heartbeats extend the
 lease; a lost lease stops the hosts and ends the run as `lost`, writing nothing
 more. No Supabase key or token is ever sent to a host.
 """
