@@ -102,3 +102,29 @@ def test_a_failed_write_stops_the_first_script(tmp_path):
                           cwd=tmp_path, capture_output=True, timeout=10)  # fmt: skip
     assert done.returncode == 97
     assert b"ran" not in done.stdout and b"cannot write a.sh" in done.stderr
+
+
+async def test_audit_batch_inserts_together_and_a_refused_row_loses_no_other(sign_in):
+    import uuid
+    from datetime import UTC, datetime
+
+    from opstui.runs.execute import AuditBatch
+    from opstui.ssh.exec import AuditRecord
+    from opstui.ssh.target import SshTarget
+
+    client = await sign_in("admin@acme.test")
+    hosts = (await client.table("hosts").select("*").limit(2).execute()).data
+    marker = f"audit-batch-{uuid.uuid4().hex[:8]}"
+    errors_seen: list[tuple[str, str]] = []
+    batch = AuditBatch(client, on_error=lambda text, host_id: errors_seen.append((text, host_id)))
+    stranger = {**hosts[1], "team_id": str(uuid.uuid4())}  # not a team of this user: refused
+    for i, host in enumerate([hosts[0], stranger, hosts[0]]):
+        record = AuditRecord(SshTarget.from_host(host), "command", f"{marker} {i}", 0,
+                             datetime.now(UTC), 5)  # fmt: skip
+        batch.add(record, str(host["id"]))
+    await batch.close()
+    rows = (await client.table("ssh_audit").select("command,host_id")
+            .like("command", f"{marker}%").execute()).data  # fmt: skip
+    assert sorted(r["command"] for r in rows) == [f"{marker} 0", f"{marker} 2"]
+    assert len(errors_seen) == 1 and errors_seen[0][1] == str(hosts[1]["id"])
+    assert errors_seen[0][0].startswith("audit not recorded: ")
