@@ -159,6 +159,7 @@ class ResourceTable(ScrollView, can_focus=True):
         # What each column's text needs (measured), and the widths laid out from it.
         self._natural = [cell_len(c.label) for c in spec.columns]
         self._widths = list(self._natural)
+        self._laid_out_for = -1  # the width the columns were last laid out for
         self._highlighted: str | None = None
         self._resolved_component_styles: dict[str, Any] = {}
         self._warming: Any = None  # the interval timer preparing filter text, if running
@@ -377,11 +378,15 @@ class ResourceTable(ScrollView, can_focus=True):
                 widths[widest] -= 1
                 spare += 1
         self._widths = widths
+        self._laid_out_for = self.size.width
 
     def on_resize(self, event: events.Resize) -> None:
-        self._layout()
-        self.virtual_size = Size(self._total_width(), len(self.view) + 1)
-        self.refresh()
+        # Resize also comes for every new scroll size (a filter keystroke): only a new
+        # width changes the layout.
+        if event.size.width != self._laid_out_for:
+            self._layout()
+            self.virtual_size = Size(self._total_width(), len(self.view) + 1)
+            self.refresh()
 
     def _total_width(self) -> int:
         return sum(self._widths) + GAP * len(self._widths) + 1
