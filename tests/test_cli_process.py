@@ -82,13 +82,16 @@ def test_closing_the_terminal_stops_the_embedded_postgres(tmp_path):
             return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(output)).decode(errors="replace")
 
         try:
-            _wait(lambda: "Team, tenant and subscription" in screen_text(), 120, "the first screen")
+            # "● live" in the header: signed in and subscribed, so Postgres is serving.
+            _wait(lambda: "● live" in screen_text(), 120, "the first live screen")
         except AssertionError:
             raise AssertionError(
                 f"no first screen; opstui wrote: {screen_text()[-1500:]!r}"
             ) from None
         # Read only now: while it initialises, the file names short-lived bootstrap servers.
+        _wait(lambda: pid_file.exists(), 30, "postmaster.pid")
         postmaster = int(pid_file.read_text().split("\n")[0])
+        assert postmaster > 0, "a postmaster, not a single-user bootstrap backend"
         os.kill(pid, signal.SIGHUP)
         os.close(master)
         master = -1

@@ -240,9 +240,11 @@ class ProvidersScreen(ResourceScreen):
     def _reload(self) -> None:
         super()._reload()
         store = self.store
-        demo = [p["name"] for p in (store.rows("cicd_providers") if store else []) if is_demo_provider(self.app, p)]
+        rows = store.rows("cicd_providers") if store else []
+        demo = sorted(p["name"] for p in rows if is_demo_provider(self.app, p))
+        shown = ", ".join(demo[:3]) + (f" and {len(demo) - 3} more" if len(demo) > 3 else "")
         self.table.border_subtitle = (
-            f"demo CI servers (protocol fakes on 127.0.0.1): {', '.join(demo[:3])}" if demo else ""
+            f"demo CI servers (protocol fakes on 127.0.0.1): {shown}" if demo else ""
         )
 
     def _task_decision(self, kind: str) -> Decision:
