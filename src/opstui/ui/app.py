@@ -291,11 +291,13 @@ class OpsApp(App):
 
     # -- navigation -------------------------------------------------------------------------
 
-    async def action_view(self, name: str) -> None:
+    def action_view(self, name: str) -> None:
         # A number key always lands on its view's own list, whatever `:` stacked on it.
-        await self.switch_mode(name)
+        # Not awaited: the mode's screen mounts on its own (awaiting it here, in the app's
+        # message loop, stalled at 100k rows); switch_mode changes screen_stack at once.
+        self.switch_mode(name)
         while len(self.screen_stack) > 1 and not self.screen.is_modal:
-            await self.pop_screen()
+            self.pop_screen()
 
     def action_help(self) -> None:
         from opstui.ui.screens.help import HelpScreen
@@ -330,7 +332,7 @@ class OpsApp(App):
 
     def show_resource(self, spec: ResourceSpec) -> None:
         if spec.name in MAIN_VIEWS:
-            self.run_worker(self.action_view(spec.name), exit_on_error=False)
+            self.action_view(spec.name)
             return
         from opstui.ui.screens.resource import ResourceScreen
 
