@@ -30,6 +30,9 @@ SHOTS = [
     ("filter", ("4", "slash", "f", "a", "i", "l")),
     ("command-line", ("colon", "d", "e", "p")),
     ("help", ("4", "question_mark")),
+    ("runs", ("colon", "r", "u", "n", "s", "enter")),
+    ("run-view", ("colon", "r", "u", "n", "s", "enter", "enter")),
+    ("cicd", ("5",)),
 ]
 
 
