@@ -174,3 +174,23 @@ async def test_a_refused_key_names_its_action_in_words(backend):
         await wait_for(pilot, lambda: any("Not allowed" in n.message for n in app._notifications))
         note = next(n for n in app._notifications if "Not allowed" in n.message)
         assert note.title == "Native ssh", note.title
+
+
+async def test_quitting_while_the_demo_runner_holds_a_run_asks_first(backend):
+    """ctrl+q used to stop the in-process runner mid-run (the run ended `cancelled`)."""
+    from types import SimpleNamespace
+
+    saved = backend.demo_runners
+    backend.demo_runners = SimpleNamespace(runners=[SimpleNamespace(held={"a-run": object()})])
+    try:
+        app = make_app(backend)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+            assert "deployment run" in str(app.screen.query_one("#detail").content)
+            await pilot.press("n")
+            await wait_for(pilot, lambda: type(app.screen).__name__ != "ConfirmScreen")
+            assert app.is_running
+    finally:
+        backend.demo_runners = saved

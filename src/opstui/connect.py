@@ -51,6 +51,10 @@ class Connector:
         """None if the backend answers; else what is wrong, in one line."""
         return await session.check_reachable(await self._client())
 
+    def busy_summary(self) -> str | None:
+        """Work this process does that quitting would cut short (none for a profile)."""
+        return None
+
     def first_data_shown(self) -> None:
         """The first snapshot is in: start whatever start-up should not wait for."""
 
@@ -116,6 +120,15 @@ class EmbeddedConnector(Connector):
         # The demo session is not persisted: the demo admin is signed in afresh each start.
         self.persist = False
         return await self.sign_in(demo["email"], demo["password"])
+
+    def busy_summary(self) -> str | None:
+        """Runs the demo's in-process runners hold: quitting would stop them mid-run."""
+        backend = self.backend or (self.background.backend if self.background else None)
+        runners = getattr(getattr(backend, "demo_runners", None), "runners", None) or []
+        held = sum(len(getattr(runner, "held", {})) for runner in list(runners))
+        if not held:
+            return None
+        return f"{held} deployment run(s) on this opstui's demo runner (quitting cancels them)"
 
     def first_data_shown(self) -> None:
         # The demo SSH hosts (key generation, asyncssh) would compete with sign-in and

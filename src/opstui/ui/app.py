@@ -287,7 +287,8 @@ class OpsApp(App):
         """What quitting would cut short: each live screen's own `busy_summary()`."""
         stacks = getattr(self, "_screen_stacks", {})
         screens = [screen for stack in stacks.values() for screen in stack]
-        return [screen.busy_summary() for screen in screens if hasattr(screen, "busy_summary")]
+        found = [screen.busy_summary() for screen in screens if hasattr(screen, "busy_summary")]
+        return [*found, self.connector.busy_summary()]
 
     # -- navigation -------------------------------------------------------------------------
 
