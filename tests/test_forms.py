@@ -55,6 +55,8 @@ def _fill(form, name_value: str, table: str, *, optional: bool, git_provider: st
             hosts = form.query_one("#field-host_ids", SelectionList)
             hosts.select(hosts.get_option_at_index(0))
             form.query_one("#field-environment_vars", TextArea).text = "LEVEL=info"
+            form.query_one("#field-rollout_batch_size", Input).value = "25%"
+            form.query_one("#field-rollout_max_failures", Input).value = "1"
     elif table == "cicd_providers":
         form.query_one("#field-url", Input).value = "http://127.0.0.1:9"
         form.query_one("#field-config", TextArea).text = '{"username": "ci", "api_token": "form-test-token"}'
@@ -170,3 +172,23 @@ async def test_delete_confirmation_names_one_repository(backend):
         dialog = app.screen.query_one("#dialog")
         assert dialog.outer_size.height < SIZE[1] // 2, "sized to its content"
         await pilot.press("n")
+
+
+async def test_the_deployment_form_with_its_rollout_fits_in_40_rows(backend, backend_info):
+    app = make_app(backend)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("4")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResourceScreen))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "FormScreen")
+        form = app.screen
+        await pilot.pause()
+        for field in ("rollout_batch_size", "rollout_max_failures", "host_timeout_seconds"):
+            assert form.query_one(f"#field-{field}").region.bottom <= 39, field
+        assert form.query_one("#save").region.bottom <= 39, "Save is on screen without scrolling"
+        form.query_one("#field-rollout_batch_size", Input).value = "0"
+        await pilot.press("ctrl+s")
+        await wait_for(
+            pilot, lambda: "percentage" in str(form.query_one("#rollout_batch_size-error").content)
+        )

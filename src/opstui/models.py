@@ -165,6 +165,21 @@ class DeploymentForm(FormModel):
     repeat_count: Annotated[int, Field(ge=0, le=10_000)] = 0
     environment_vars: list[EnvVar] = Field(default_factory=list)
     cicd_provider_id: str | None = None
+    # Rollout (Ansible's serial): hosts per batch as a number or a percentage; the rollout
+    # stops once more than rollout_max_failures hosts failed; each host's time limit.
+    rollout_batch_size: NonEmpty = "100%"
+    rollout_max_failures: Annotated[int, Field(ge=0, le=100_000)] = 0
+    host_timeout_seconds: Annotated[int, Field(ge=1, le=604_800)] = 1800
+
+    @field_validator("rollout_batch_size")
+    @classmethod
+    def _batch(cls, value: str) -> str:
+        text = value.strip()
+        number = text[:-1] if text.endswith("%") else text
+        percent = text.endswith("%")
+        if not number.isdigit() or not 1 <= int(number) <= (100 if percent else 999_999):
+            raise ValueError("a number of hosts (e.g. 2) or a percentage from 1% to 100% (e.g. 25%)")
+        return f"{int(number)}%" if percent else str(int(number))
 
     @field_validator("cron_expression")
     @classmethod

@@ -104,7 +104,9 @@ class FormScreen(Screen):
             yield Label("", id="form-error")
             for name, field in self.model.model_fields.items():
                 # Label beside its field: a deployment's whole form fits in 40 rows.
-                with Horizontal(classes="form-row"):
+                # Single-line fields sit on consecutive rows; lists and text areas get air.
+                tall = name in MULTILINE or name == "host_ids"
+                with Horizontal(classes="form-row -tall" if tall else "form-row"):
                     yield Label(FIELD_LABELS.get(name, name.replace("_", " ")), classes="field-label")
                     yield self._widget(name, field.annotation)
                 yield Label("", id=f"{name}-error", classes="field-error")
