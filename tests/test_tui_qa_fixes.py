@@ -1,0 +1,131 @@
+"""QA findings: dialogs that cut their text, the run view's frozen host columns, relative
+times in resource tables that never moved."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from textual.app import App
+from textual.widgets import Button
+
+import opstui.ui.app as ui_app
+from opstui.ssh.errors import HostKeyUnknown
+from opstui.ssh.target import SshTarget
+from opstui.ui.screens.confirm import ConfirmScreen
+from opstui.ui.screens.hostkey import HostKeyScreen
+
+CSS = str(Path(ui_app.__file__).with_name("app.tcss"))
+SIZES = [(80, 24), (140, 40)]
+FINGERPRINT = "SHA256:3v9t0mQ4b0J5nJtq7o8xUuN3cS0rRkq0m2bH3yA9Zc4"
+
+
+class DialogApp(App):
+    """Only the app's stylesheet and one dialog: what the QA screenshots showed."""
+
+    CSS_PATH = CSS
+
+    def __init__(self, dialog) -> None:
+        super().__init__()
+        self.dialog = dialog
+
+    def on_mount(self) -> None:
+        self.push_screen(self.dialog)
+
+
+def screen_text(app: App) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\S+", text)
+
+
+async def assert_fits(dialog, size: tuple[int, int], texts: list[str]) -> None:
+    app = DialogApp(dialog)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        painted = screen_text(app)
+        # Borders and button edges are box-drawing and block characters: not words.
+        flat = " ".join(words(re.sub("[\u2500-\u259f]", " ", painted)))
+        for text in texts:
+            # Every word appears whole, in order, though lines wrap anywhere between words.
+            pattern = r"\s+".join(re.escape(word) for word in words(text))
+            assert re.search(pattern, flat), f"{text!r} is cut at {size}:\n{painted}"
+        width, height = size
+        for button in app.screen.query(Button):
+            region = button.region
+            assert region.width > 0 and region.height > 0, f"{button.id} not visible at {size}"
+            assert region.right <= width and region.bottom <= height, (
+                f"{button.id} off screen at {size}: {region}\n{painted}"
+            )
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_host_key_dialog_wraps_its_advice(size):
+    target = SshTarget("127.0.0.1", 2222, "deploy", name="lab-a")
+    unknown = HostKeyUnknown("127.0.0.1", FINGERPRINT, "ssh-ed25519")
+    await assert_fits(
+        HostKeyScreen(target, unknown),
+        size,
+        [
+            "This key is in neither ~/.ssh/known_hosts nor opstui's known_hosts. "
+            "Compare the fingerprint with the host's own (ssh-keygen -lf "
+            "/etc/ssh/ssh_host_*_key.pub) before trusting it.",
+        ],
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_quit_confirmation_wraps(size):
+    detail = (
+        "Still going: 2 SSH sessions (lab-a, lab-b); a file transfer to lab-c; "
+        "1 run being followed. Quitting closes them."
+    )
+    await assert_fits(
+        ConfirmScreen("Quit opstui?", detail, yes_label="Quit (y)", no_label="Stay (n)"),
+        size,
+        ["Quit opstui?", detail],
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_cancel_run_confirmation_wraps(size):
+    detail = (
+        "The runner stops its remote processes within seconds; hosts not yet started are skipped."
+    )
+    await assert_fits(
+        ConfirmScreen(
+            "Cancel run nightly-deploy-of-the-api #12?",
+            detail,
+            yes_label="Cancel run (y)",
+            no_label="Keep it (n)",
+        ),
+        size,
+        ["Cancel run nightly-deploy-of-the-api #12?", detail],
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_launch_confirmation_stays_on_screen(size):
+    detail = "\n".join(
+        [
+            "On 3 hosts: lab-a, lab-b, lab-c",
+            "Scripts (1):",
+            "  1. deploy.sh --fast",
+            "Rollout: batches of 50% of the hosts; the first failure stops the hosts not yet started",
+        ]
+    )
+    await assert_fits(
+        ConfirmScreen(
+            "Run deployment 'api' now?",
+            detail,
+            yes_label="Run (y)",
+            no_label="Cancel (n)",
+            classes="wide",
+        ),
+        size,
+        ["Run deployment 'api' now?", "deploy.sh --fast", "the first failure stops the hosts"],
+    )
