@@ -192,3 +192,22 @@ async def test_the_deployment_form_with_its_rollout_fits_in_40_rows(backend, bac
         await wait_for(
             pilot, lambda: "percentage" in str(form.query_one("#rollout_batch_size-error").content)
         )
+
+
+@pytest.mark.parametrize(
+    ("ip", "user", "problem"),
+    [
+        ("127.0.0.5root", "deploy", "ip"),  # a mistyped address is not a host name
+        ("127.0.0.9", "not an ip!", "user"),
+        ("127.0.0.9", "ops; rm -rf /", "user"),
+    ],
+)
+def test_the_host_form_refuses_mistyped_addresses_and_login_names(ip, user, problem):
+    from pydantic import ValidationError
+
+    from opstui.models import HostForm
+
+    with pytest.raises(ValidationError) as refused:
+        HostForm(name="web-09", ip=ip, user=user)
+    assert refused.value.errors()[0]["loc"] == (problem,)
+    assert HostForm(name="web-09", ip="lab-web-01.example", user="CORP\\admin").user == "CORP\\admin"

@@ -58,7 +58,10 @@ def validate_host(value: str) -> str:
         pass
     labels = value.rstrip(".").split(".")
     if len(value) <= 253 and labels and all(_HOSTNAME_LABEL.match(label) for label in labels):
-        if not labels[-1].isdigit():  # "10.0.0.300" is a bad IP, not a host name
+        # "10.0.0.300" is a bad IP, and "127.0.0.5root" a mistyped one, not host names.
+        if not labels[-1].isdigit() and not all(label.isdigit() for label in labels[:-1]):
+            return value
+        if len(labels) == 1 and not labels[0].isdigit():
             return value
     raise ValueError(f"{value!r} is not an IP address or host name")
 
@@ -109,6 +112,14 @@ class HostForm(FormModel):
     user: str | None = None
     password: SecretStr | None = None
     is_windows: bool = False
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        # A login name (Windows' DOMAIN\\user and user@domain included): no spaces or shell marks.
+        if value and not re.fullmatch(r"[A-Za-z0-9._@\\$-]{1,64}", value):
+            raise ValueError("a login name: letters, digits, '.', '_', '-', '@' or DOMAIN\\user")
+        return value or None
 
     @field_validator("name", mode="wrap")
     @classmethod
