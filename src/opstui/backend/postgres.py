@@ -196,10 +196,29 @@ class PostgresCluster:
             for path in (bin_dir / "postgres", bin_dir.parent / "share", bin_dir.parent / "lib")
         ):
             _pgserver_utils().ensure_folder_permissions(bin_dir.parent, opened)
-        for path in [self.data_dir, *self.data_dir.rglob("*")]:
-            status = path.lstat()
-            if (status.st_uid, status.st_gid) != (entry.pw_uid, entry.pw_gid):
-                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        self._hand_over_to_postgres(entry.pw_uid, entry.pw_gid)
+
+    def _postgres_paths(self) -> set[Path]:
+        """What the postgres OS user may own: its cluster, its log and its socket dir.
+        Everything else here (repos, demo passwords, the JWT secret) stays root's."""
+        return {self.pgdata, self.log_file, self.data_dir / "run"}
+
+    def _hand_over_to_postgres(self, uid: int, gid: int) -> None:
+        # The data dir itself stays root's, traversable (not readable) by others.
+        status = self.data_dir.lstat()
+        if status.st_uid != 0 or status.st_gid != 0:
+            os.chown(self.data_dir, 0, 0, follow_symlinks=False)
+        self.data_dir.chmod(0o701)
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)  # initdb runs as the postgres user
+        self.log_file.touch(mode=0o600, exist_ok=True)
+        owned = self._postgres_paths()
+        for top in self.data_dir.iterdir():
+            if top in owned:
+                _chown_tree(top, uid, gid)
+            elif top.name != "opstui.lock" and _take_back_tree(top, uid):
+                # An older opstui handed these to the postgres user: make them private again.
+                if not top.is_symlink():
+                    top.chmod(0o700 if top.is_dir() else 0o600)
 
     def _choose_socket_dir(self) -> Path:
         candidate = self.data_dir / "run"
@@ -319,6 +338,23 @@ class PostgresCluster:
             detail = (result.stderr or "").strip().splitlines()
             raise PostgresError(f"{program} failed: {detail[-1] if detail else result.returncode}")
         return result
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    for path in [top, *top.rglob("*")] if top.is_dir() and not top.is_symlink() else [top]:
+        status = path.lstat()
+        if (status.st_uid, status.st_gid) != (uid, gid):
+            os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def _take_back_tree(top: Path, uid: int) -> bool:
+    """Give root back whatever under `top` the postgres user owns; True if anything was."""
+    taken = False
+    for path in [top, *top.rglob("*")] if top.is_dir() and not top.is_symlink() else [top]:
+        if path.lstat().st_uid == uid:
+            os.chown(path, 0, 0, follow_symlinks=False)
+            taken = True
+    return taken
 
 
 def _ensure_traversable(path: Path) -> None:

@@ -66,7 +66,14 @@ async def fetch(
     args += ["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch"]
     if branch:
         args += ["--branch", branch]
-    source = url if "://" in url or ":" in url.split("/", 1)[0] else _file_url(url)
+    local = not ("://" in url or ":" in url.split("/", 1)[0])
+    source = _file_url(url) if local else url
+    if local or source.startswith("file://"):
+        # A local repository owned by another user (e.g. a data dir an older opstui handed
+        # to the postgres user): git's upload-pack refuses it as "dubious ownership". The
+        # runner's own configuration names it, so trust it; `-c` alone does not reach
+        # upload-pack on the local transport.
+        args += ["--upload-pack", "git -c 'safe.directory=*' upload-pack"]
     args += ["--", source, str(dest)]
     await _git(args, env, timeout, url, [token or ""])
     head = await _git(["git", "-C", str(dest), "rev-parse", "HEAD"], env, 30, url, [])
@@ -101,9 +108,18 @@ async def _git(args: list[str], env: dict, timeout: float, url: str, secrets: li
     if process.returncode != 0:
         lines = [line.strip() for line in err.decode("utf-8", "replace").splitlines()]
         lines = [line for line in lines if line and not line.startswith("hint:")]
-        detail = _scrub(lines[-1] if lines else f"exit status {process.returncode}", secrets)
-        detail = detail.removeprefix("fatal: ")
+        detail = _scrub(_cause(lines) or f"exit status {process.returncode}", secrets)
         raise GitFetchError(
             f"cannot fetch {safe_url(url)}: {detail}; check the URL, the branch and the access token"
         )
     return out.decode("utf-8", "replace")
+
+
+def _cause(lines: list[str]) -> str:
+    """The line that says why: git's first fatal/error line (the ones after it, such as
+    "Please make sure you have the correct access rights", are boilerplate), else the last."""
+    for line in lines:
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+    return lines[-1] if lines else ""
