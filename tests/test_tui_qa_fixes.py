@@ -129,3 +129,65 @@ async def test_the_launch_confirmation_stays_on_screen(size):
         size,
         ["Run deployment 'api' now?", "deploy.sh --fast", "the first failure stops the hosts"],
     )
+
+
+# -- the run view's hosts table ----------------------------------------------------------------
+
+SKIP_ERROR = "skipped: the host was deleted after the run was queued"
+
+
+def _host(host_id: str, name: str, position: int, status: str, error: str | None = None) -> dict:
+    return {
+        "host_id": host_id,
+        "host_name": name,
+        "batch": 1,
+        "position": position,
+        "status": status,
+        "error": error,
+        "exit_code": 0 if status == "succeeded" else None,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
+async def test_the_run_hosts_table_grows_its_columns_and_agrees_with_the_header(backend):
+    from opstui.run_watch import RunUpdate
+    from opstui.ui.screens.run import RunScreen
+    from tests.tui_support import SIZE, make_app, ready, text_of, wait_for
+
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        # A run id nobody has: the screen's own watch finds nothing; this test feeds it updates.
+        app.open_run("00000000-0000-4000-8000-00000000abcd")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.is_mounted)
+        screen = app.screen
+        run = {
+            "id": "00000000-0000-4000-8000-00000000abcd",
+            "number": 7,
+            "status": "running",
+            "trigger": "manual",
+            "spec": {"deployment_name": "api"},
+            # The run row's counter lags the host rows by one update.
+            "hosts_total": 3,
+            "hosts_done": 1,
+            "hosts_failed": 0,
+        }
+        first = (_host("h1", "lab-a", 1, "pending"), _host("h2", "lab-b", 2, "pending"),
+                 _host("h3", "lab-d", 3, "pending"))
+        screen._take(RunUpdate(run=run, hosts=first, snapshot=True))
+        await pilot.pause()
+        later = (
+            _host("h1", "lab-a", 1, "succeeded"),
+            _host("h2", "lab-b-with-a-longer-name", 2, "running"),
+            _host("h3", "lab-d", 3, "skipped", SKIP_ERROR),
+        )
+        screen._take(RunUpdate(run=run, hosts=later))
+        await pilot.pause()
+        await pilot.pause()
+        table = screen.query_one("#run-hosts")
+        painted = "\n".join(table.render_line(y).text for y in range(table.size.height))
+        for whole in ("succeeded", "skipped", "lab-b-with-a-longer-name", SKIP_ERROR):
+            assert whole in painted, f"{whole!r} cut in the hosts table:\n{painted}"
+        assert "2 of 3 done, 1 skipped" in str(table.border_title)
+        assert "2 of 3 done, 1 skipped" in text_of(screen.query_one("#run-header"))

@@ -65,6 +65,26 @@ def span_between(start: Any, end: Any, now) -> str:
     return human_span((ended - started).total_seconds())
 
 
+def host_progress(run: dict[str, Any] | None, hosts: dict[str, dict[str, Any]]) -> tuple[str, int]:
+    """"N of M done, K skipped" and the failed count, for the header and the table title alike.
+
+    Counted from the host rows when there are any (they arrive live with the run), else from
+    the run row's counters. Skipped hosts count as done, as the runner's counters do.
+    """
+    if hosts:
+        statuses = [row.get("status") for row in hosts.values()]
+        total = len(statuses)
+        done = sum(1 for status in statuses if status not in ("pending", "running"))
+        skipped = statuses.count("skipped")
+        failed = sum(1 for status in statuses if status in ("failed", "unreachable"))
+    else:
+        run = run or {}
+        total, done = run.get("hosts_total") or 0, run.get("hosts_done") or 0
+        skipped, failed = 0, run.get("hosts_failed") or 0
+    words = f"{done} of {total} done" + (f", {skipped} skipped" if skipped else "")
+    return words, failed
+
+
 def person(store: Store | None, profile_id: str | None) -> str:
     if not profile_id:
         return "nobody"
@@ -279,7 +299,7 @@ class RunScreen(OpsScreen):
             status_text(row.get("status")),
             "" if exit_code is None else str(exit_code),
             span_between(row.get("started_at"), row.get("finished_at"), now),
-            Text((row.get("error") or "")[:100], style="red"),
+            Text(row.get("error") or "", style="red"),
         )
 
     def _paint_hosts(self, *, rebuild: bool, only_running: bool = False) -> None:
@@ -295,9 +315,10 @@ class RunScreen(OpsScreen):
                 table.add_row(*cells, key=host_id)
                 continue
             for (column, _), value in zip(HOST_COLUMNS, cells, strict=True):
-                table.update_cell(host_id, column, value)
-        done = sum(1 for row in self.hosts.values() if row.get("status") not in ("pending", "running"))
-        table.border_title = f"hosts · {done} of {len(self.hosts)} done"
+                # Columns grow with their text: "succeeded" after "pending", errors whole.
+                table.update_cell(host_id, column, value, update_width=True)
+        progress, failed = host_progress(self.run, self.hosts)
+        table.border_title = f"hosts · {progress}" + (f", {failed} failed" if failed else "")
 
     def render_header(self) -> None:
         header = self.query_one("#run-header", Static)
@@ -326,11 +347,10 @@ class RunScreen(OpsScreen):
         if run.get("runner_name"):
             times.append(f"runner {run['runner_name']}")
         when = Text(" · ".join(times), style="dim")
-        total = run.get("hosts_total") or len(self.hosts)
-        failed = run.get("hosts_failed") or 0
+        progress, failed = host_progress(run, self.hosts)
         second = Text.assemble(
             ("hosts ", "dim"),
-            (f"{run.get('hosts_done') or 0} of {total} done", "bold"),
+            (progress, "bold"),
             (f", {failed} failed" if failed else "", "bold red"),
             (" · batch ", "dim"),
             f"{run.get('current_batch') or 0} of {run.get('batch_count') or 0}",
