@@ -116,6 +116,9 @@ async def test_builds_list_logs_and_cancel(jenkins, env):
     listing = await _opstui(env, "builds", "list", "--team", "Platform")
     assert listing.returncode == 0
     assert any(done["id"] in line and "succeeded" in line for line in listing.stdout.splitlines())
+    as_json = await _opstui(env, "builds", "list", "--json")
+    rows = json.loads(as_json.stdout)  # one JSON array, as `hosts list --json`
+    assert isinstance(rows, list) and any(row["id"] == done["id"] for row in rows)
     logs = await _opstui(env, "builds", "logs", done["id"])
     assert logs.returncode == 0 and "Finished: SUCCESS" in logs.stdout
     by_number = await _opstui(env, "builds", "logs", f"{job['name']}#{done['number']}")

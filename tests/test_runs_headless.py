@@ -115,7 +115,8 @@ async def test_deploy_run_follow_streams_host_prefixed_lines_and_exits_by_the_ou
     listed = await _opstui(env, "runs", "list", "--team", "Platform")
     assert listed.returncode == 0 and f"{ok['name']}#2\tsucceeded" in listed.stdout
     as_json = await _opstui(env, "runs", "list", "--json")
-    assert any(json.loads(line)["id"] == run["id"] for line in as_json.stdout.splitlines())
+    listed_rows = json.loads(as_json.stdout)  # one JSON array, as `hosts list --json`
+    assert isinstance(listed_rows, list) and any(row["id"] == run["id"] for row in listed_rows)
     logs = await _opstui(env, "runs", "logs", f"{ok['name']}#1")
     assert logs.returncode == 0 and "hello from h1" in logs.stdout
 
@@ -155,3 +156,49 @@ async def test_runs_cancel_stops_a_followed_run(setup, env, tmp_path):
     done = await _opstui(env, "runs", "cancel", run["id"])
     assert done.returncode == 1 and "already cancelled" in done.stderr
     await until(lambda: True)
+
+
+async def test_deploy_run_follow_says_when_no_runner_claims_it_and_times_out(
+    backend, sign_in, ssh_hosts, env, tmp_path
+):
+    login = await _opstui(env, "login", "--email", "admin@acme.test", stdin=demo_password(backend.info, "admin@acme.test") + "\n")
+    assert login.returncode == 0, login.stderr
+    admin = await sign_in("admin@acme.test")
+    team = await team_id(admin)
+    servers = [await ssh_hosts("h1")]
+    hosts = await register_hosts(admin, team, servers)
+    repo = make_repo(tmp_path / "q", {"hello.sh": "#!/bin/sh\necho hi\n"})
+    deployment = await make_deployment(admin, team, repo, hosts, ["hello.sh"])
+    quick = {**env, "OPSTUI_QUEUED_NOTICE_SECONDS": "0.3"}
+
+    # No runner: one line says why it waits; --timeout gives up (exit 1), the run stays queued.
+    waited = await _opstui(quick, "deploy", "run", deployment["name"], "--follow", "--timeout", "2")
+    assert waited.returncode == 1, waited.stderr
+    assert "run #1 is queued and no runner has claimed it yet" in waited.stderr
+    assert "is `opstui runner` running for this team?" in waited.stderr
+    assert "stopped waiting for run #1 after 2s; the run goes on" in waited.stderr.splitlines()[-1]
+    assert "Traceback" not in waited.stderr
+    run = await api.find_run(admin, f"{deployment['name']}#1", team)
+    assert run["status"] == "queued"
+    await api.cancel(admin, run["id"])
+
+    # Without --timeout it keeps waiting after the notice, and exits by the outcome once a
+    # runner comes.
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "opstui", "deploy", "run", deployment["name"], "--follow", env=quick,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    seen = ""
+    while "no runner has claimed it yet" not in seen:
+        seen += (await asyncio.wait_for(follower.stderr.readline(), 30)).decode()
+    runner = make_runner(admin, trusting(tmp_path, servers))
+    task = asyncio.create_task(runner.run())
+    try:
+        out, err = await asyncio.wait_for(follower.communicate(), 60)
+    finally:
+        await close_runner(runner, task)
+    assert follower.returncode == 0, seen + err.decode()
+    assert "hi" in out.decode()
+
+    bad = await _opstui(env, "deploy", "run", deployment["name"], "--timeout", "5")
+    assert bad.returncode != 0 and "--follow" in bad.stderr and "Traceback" not in bad.stderr

@@ -53,7 +53,7 @@ def add_commands(commands: Any) -> None:
         sub.add_argument("--team", dest="cicd_team", metavar="NAME")
         sub.add_argument("--profile", dest="cicd_profile", metavar="NAME")
         sub.set_defaults(handler=builds_handler)
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
     listing.add_argument("--limit", type=int, default=50, metavar="N")
     for sub in (logs, cancel):
         sub.add_argument(
@@ -191,8 +191,7 @@ async def _builds(args: argparse.Namespace) -> int:
         if args.builds_action == "list":
             rows = await api.list_builds(client, store.team_id, limit=args.limit)
             if args.json:
-                for row in rows:
-                    print(json.dumps(row, sort_keys=True))
+                print(json.dumps(rows, sort_keys=True))  # one array, as every `list --json`
                 return 0
             print("\t".join(("BUILD", "STATUS", "PROVIDER", "REQUESTED", "URL", "ID")))
             for row in rows:

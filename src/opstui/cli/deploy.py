@@ -6,6 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
+from opstui.cli.argtypes import positive_seconds
+
 
 def add_actions(actions: Any) -> None:
     """Add `run` to the `deployments` (alias `deploy`) resource actions."""
@@ -17,6 +19,10 @@ def add_actions(actions: Any) -> None:
         "--follow", action="store_true", help="stream the log; exit 0 only if the run succeeded"
     )
     run.add_argument("--json", action="store_true", help="NDJSON events")
+    run.add_argument(
+        "--timeout", type=positive_seconds, metavar="SECONDS",
+        help="with --follow: stop waiting after SECONDS (exit 1; the run goes on)",
+    )  # fmt: skip
     run.set_defaults(handler=handler)
 
 

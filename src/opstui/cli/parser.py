@@ -53,7 +53,7 @@ def _add_resources(commands) -> None:
         actions = resource.add_subparsers(dest="resource_action", metavar="ACTION", required=True)
         listing = actions.add_parser("list", help=f"print one line per {spec.name} row")
         listing.add_argument("--team", dest="list_team", metavar="NAME")
-        listing.add_argument("--json", action="store_true", help="one JSON object per line")
+        listing.add_argument("--json", action="store_true", help="print one JSON array")
         listing.set_defaults(handler=session.list_handler)
         extra = _EXTRA_ACTIONS.get(spec.name)
         if extra is not None:

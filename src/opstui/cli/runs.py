@@ -13,7 +13,7 @@ def add_commands(commands: Any) -> None:
     listing = actions.add_parser("list", help="the team's runs, newest first")
     listing.add_argument("--team", dest="runs_team", metavar="NAME")
     listing.add_argument("--profile", dest="runs_profile", metavar="NAME")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
     listing.add_argument("--limit", type=int, default=50, metavar="N")
     listing.set_defaults(handler=handler)
     logs = actions.add_parser("logs", help="print a run's log; --follow streams it live")

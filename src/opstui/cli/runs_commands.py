@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -65,6 +66,8 @@ async def _closing(session: _Session) -> None:
 async def deploy_run(args: argparse.Namespace) -> int:
     from opstui.runs import api
 
+    if getattr(args, "timeout", None) and not args.follow:
+        raise CliError("--timeout limits the wait of --follow; add --follow, or drop --timeout")
     store = await _session(args.run_profile or args.profile, args.run_team or args.team)
     try:
         client = store.client
@@ -79,9 +82,50 @@ async def deploy_run(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)  # fmt: skip
         if not args.follow:
             return 0
-        return await follow(client, run_id, as_json=args.json)
+        watching = asyncio.create_task(_say_while_queued(client, run_id, run.get("number")))
+        try:
+            return await asyncio.wait_for(
+                follow(client, run_id, as_json=args.json), getattr(args, "timeout", None)
+            )
+        except TimeoutError:
+            number = run.get("number")
+            print(f"opstui: stopped waiting for run #{number} after {args.timeout:g}s; the run "
+                  f"goes on (see `opstui runs logs {run_id}`, or `opstui runs cancel {run_id}`)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return EXIT_RUN_FAILED
+        finally:
+            watching.cancel()
     finally:
         await _closing(store)
+
+
+def _queued_notice_delay() -> float:
+    # Seconds a run may wait for a runner before we say so (tests make it short).
+    try:
+        return max(0.05, float(os.environ.get("OPSTUI_QUEUED_NOTICE_SECONDS", "10")))
+    except ValueError:
+        return 10.0
+
+
+async def _say_while_queued(client: Any, run_id: str, number: Any) -> None:
+    """A run nobody claims would leave a CI job silent forever: say why it waits, now and
+    then (first after ~10 s, then at most once a minute), without giving up on it."""
+    from opstui.runs import api
+
+    delay = _queued_notice_delay()
+    repeat = delay * 6
+    await asyncio.sleep(delay)
+    while True:
+        try:
+            run = await api.get_run(client, run_id) or {}
+        except Exception:  # noqa: BLE001 - a notice is best effort; the follow reports errors
+            run = {}
+        if run and run.get("status") != "queued":
+            return
+        if run:
+            print(f"opstui: run #{number} is queued and no runner has claimed it yet; is "
+                  "`opstui runner` running for this team?", file=sys.stderr, flush=True)  # fmt: skip
+        await asyncio.sleep(repeat)
 
 
 class _LinePrinter:
@@ -218,8 +262,7 @@ async def _list(client: Any, store: Any, args: argparse.Namespace) -> int:
 
     rows = await api.list_runs(client, store.team_id, limit=args.limit)
     if args.json:
-        for row in rows:
-            print(json.dumps(row, sort_keys=True))
+        print(json.dumps(rows, sort_keys=True))  # one array, as every `list --json`
         return 0
     print("\t".join(("RUN", "STATUS", "TRIGGER", "HOSTS", "REQUESTED", "DURATION", "ID")))
     for row in rows:
