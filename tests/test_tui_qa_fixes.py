@@ -191,3 +191,54 @@ async def test_the_run_hosts_table_grows_its_columns_and_agrees_with_the_header(
             assert whole in painted, f"{whole!r} cut in the hosts table:\n{painted}"
         assert "2 of 3 done, 1 skipped" in str(table.border_title)
         assert "2 of 3 done, 1 skipped" in text_of(screen.query_one("#run-header"))
+
+
+# -- relative times in resource tables ---------------------------------------------------------
+
+
+async def test_relative_times_in_a_resource_table_move_with_the_clock(backend):
+    from datetime import timedelta
+
+    from opstui.connect import EmbeddedConnector
+    from opstui.session import Target
+    from opstui.ui.app import OpsApp
+    from opstui.ui.screens.resource import ResourceScreen
+    from opstui.ui.widgets.resource_table import ResourceTable
+    from opstui.views import format_cell
+    from tests.conftest import DEMO_NOW
+    from tests.tui_support import SIZE, ready, wait_for
+
+    now = [DEMO_NOW]
+    connector = EmbeddedConnector(
+        target=Target("embedded", "", "", is_embedded=True),
+        backend=backend,
+        owns_backend=False,
+        demo_email="admin@acme.test",
+    )
+    app = OpsApp(connector, clock=lambda: now[0], tick_seconds=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("2")  # teams: NAME, DESCRIPTION, DEFAULT, AGE
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ResourceScreen)
+            and len(app.screen.query_one(ResourceTable).view),
+        )
+        table = app.screen.query_one(ResourceTable)
+        age = next(column for column in table.spec.columns if column.label == "AGE")
+        first = table.view.rows[table.view.key_at(0)]
+
+        def painted_line() -> str:
+            # What the screen shows (the compositor's lines), not a fresh render of ours.
+            strips = app.screen._compositor.render_strips()
+            return strips[table.content_region.y + 1].text
+
+        before = format_cell(age, first, now[0], table.labels)
+        await wait_for(pilot, lambda: before in painted_line(), what="the first row painted")
+        now[0] = DEMO_NOW + timedelta(days=40)
+        after = format_cell(age, first, now[0], table.labels)
+        assert after != before
+        await wait_for(
+            pilot, lambda: after in painted_line() and before not in painted_line(),
+            timeout=5, what=f"AGE {before!r} to become {after!r}",
+        )

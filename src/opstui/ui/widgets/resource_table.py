@@ -461,6 +461,9 @@ class ResourceTable(ScrollView, can_focus=True):
     def has_ticking_rows(self) -> bool:
         _, scroll_y = self.scroll_offset
         end = min(len(self.view), scroll_y + self.size.height)
+        if end > scroll_y and any(column.kind == "time" for column in self.spec.columns):
+            # Relative times (AGE "3m") move with the clock in every row: repaint what shows.
+            return True
         for index in range(scroll_y, end):
             row = self.view.rows[self.view.key_at(index)]
             if any(is_ticking(column, row) for column in self.spec.columns):
