@@ -215,7 +215,7 @@ class PostgresCluster:
         for top in self.data_dir.iterdir():
             if top in owned:
                 _chown_tree(top, uid, gid)
-            elif top.name != "opstui.lock" and _take_back_tree(top, uid):
+            elif _take_back_tree(top, uid):
                 # An older opstui handed these to the postgres user: make them private again.
                 if not top.is_symlink():
                     top.chmod(0o700 if top.is_dir() else 0o600)
