@@ -242,3 +242,23 @@ async def test_relative_times_in_a_resource_table_move_with_the_clock(backend):
             pilot, lambda: after in painted_line() and before not in painted_line(),
             timeout=5, what=f"AGE {before!r} to become {after!r}",
         )
+
+
+async def test_a_long_launch_summary_scrolls_and_keeps_the_buttons_on_screen():
+    scripts = [f"  {index + 1}. step{index + 1}.sh --flag" for index in range(14)]
+    detail = "\n".join(
+        [
+            "On 12 hosts: lab-00, lab-01, lab-02, lab-03, lab-04, lab-05, lab-06, lab-07 and 4 more",
+            "Scripts (14):",
+            *scripts,
+            "Rollout: all hosts at once; the first failure stops the hosts not yet started",
+        ]
+    )
+    await assert_fits(
+        ConfirmScreen(
+            "Run deployment 'api' now?", detail, yes_label="Run (y)", no_label="Cancel (n)",
+            classes="wide",
+        ),
+        (80, 24),
+        ["Run deployment 'api' now?", "On 12 hosts: lab-00"],
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
@@ -34,7 +34,9 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(id="dialog"):
             yield Label(self.question, id="question")
             if self.detail:
-                yield Label(self.detail, id="detail")
+                # A long launch summary scrolls; the buttons below it stay on screen.
+                with VerticalScroll(id="detail-scroll", can_focus=False):
+                    yield Label(self.detail, id="detail")
             with Horizontal(id="buttons"):
                 yield Button(self.yes_label, variant="error", id="yes")
                 yield Button(self.no_label, variant="primary", id="no")
