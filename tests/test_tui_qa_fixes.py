@@ -11,10 +11,10 @@ from textual.app import App
 from textual.widgets import Button
 
 import opstui.ui.app as ui_app
-from opstui.ssh.errors import HostKeyUnknown
+from opstui.ssh.errors import HostKeyChanged, HostKeyUnknown
 from opstui.ssh.target import SshTarget
 from opstui.ui.screens.confirm import ConfirmScreen
-from opstui.ui.screens.hostkey import HostKeyScreen
+from opstui.ui.screens.hostkey import HostKeyChangedScreen, HostKeyScreen
 
 CSS = str(Path(ui_app.__file__).with_name("app.tcss"))
 SIZES = [(80, 24), (140, 40)]
@@ -77,6 +77,20 @@ async def test_the_host_key_dialog_wraps_its_advice(size):
         ],
     )
 
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_changed_host_key_dialog_wraps_its_advice(size):
+    target = SshTarget("127.0.0.1", 2222, "deploy", name="lab-a")
+    changed = HostKeyChanged("127.0.0.1", FINGERPRINT, FINGERPRINT[:-4] + "AAAA", "ssh-ed25519")
+    await assert_fits(
+        HostKeyChangedScreen(target, changed),
+        size,
+        [
+            "Someone may be intercepting this connection, or the host was reinstalled. "
+            "Check with whoever runs the host before going on.",
+        ],
+    )
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_the_quit_confirmation_wraps(size):
