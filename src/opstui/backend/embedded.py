@@ -131,54 +131,59 @@ class EmbeddedBackend:
         from opstui.backend.demo_repos import ensure_repos
 
         making_repos = asyncio.create_task(ensure_repos(root / "repos", repos))
+        try:
+            # The secret lives beside the data it protects; ephemeral backends get a fresh one.
+            secret = load_or_create_secret(root / "jwt_secret")
+            signer = TokenSigner(secret)
+            anon_key = signer.api_key("anon")
+            service_role_key = signer.api_key("service_role")
 
-        # The secret lives beside the data it protects; ephemeral backends get a fresh one.
-        secret = load_or_create_secret(root / "jwt_secret")
-        signer = TokenSigner(secret)
-        anon_key = signer.api_key("anon")
-        service_role_key = signer.api_key("service_role")
+            # Requests run as `authenticator` (no privileges of its own) and switch role per
+            # transaction; auth and change capture use a small superuser pool.
+            pool = AsyncConnectionPool(
+                cluster.conninfo(user="authenticator"), min_size=2, max_size=10, open=False
+            )
+            admin_pool = AsyncConnectionPool(cluster.conninfo(), min_size=1, max_size=4, open=False)
+            self._pools = [pool, admin_pool]
+            await asyncio.gather(
+                pool.open(wait=True, timeout=30), admin_pool.open(wait=True, timeout=30)
+            )
 
-        # Requests run as `authenticator` (no privileges of its own) and switch role per
-        # transaction; auth and change capture use a small superuser pool.
-        pool = AsyncConnectionPool(
-            cluster.conninfo(user="authenticator"), min_size=2, max_size=10, open=False
-        )
-        admin_pool = AsyncConnectionPool(cluster.conninfo(), min_size=1, max_size=4, open=False)
-        self._pools = [pool, admin_pool]
-        await asyncio.gather(
-            pool.open(wait=True, timeout=30), admin_pool.open(wait=True, timeout=30)
-        )
+            ctx = GatewayContext(
+                pool=pool,
+                signer=signer,
+                anon_key=anon_key,
+                service_role_key=service_role_key,
+                admin_conninfo=cluster.conninfo(),
+                extras={"admin_pool": admin_pool, "access_token_ttl": self.access_token_ttl},
+            )
+            self._ctx = ctx
+            app = build_app(ctx)
+            from aiohttp import web
 
-        ctx = GatewayContext(
-            pool=pool,
-            signer=signer,
-            anon_key=anon_key,
-            service_role_key=service_role_key,
-            admin_conninfo=cluster.conninfo(),
-            extras={"admin_pool": admin_pool, "access_token_ttl": self.access_token_ttl},
-        )
-        self._ctx = ctx
-        app = build_app(ctx)
-        from aiohttp import web
-
-        self._runner = GatewayRunner(app)
-        await self._runner.setup()
-        sock = self._bind_gateway(root)
-        site = web.SockSite(self._runner, sock)
-        await site.start()
-        port = sock.getsockname()[1]
-        self.port = port
-        self.info = BackendInfo(
-            url=f"http://{HOST}:{port}",
-            anon_key=anon_key,
-            service_role_key=service_role_key,
-            db_url=cluster.url(),
-            users=users,
-            notices=list(cluster.notices) + await making_repos,
-        )
-        if self.seed_demo and self.ssh_demo_hosts and self.defer_ssh_demo:
-            self._deferred_ssh_demo = (root, cluster.conninfo())
-        return self.info
+            self._runner = GatewayRunner(app)
+            await self._runner.setup()
+            sock = self._bind_gateway(root)
+            site = web.SockSite(self._runner, sock)
+            await site.start()
+            port = sock.getsockname()[1]
+            self.port = port
+            self.info = BackendInfo(
+                url=f"http://{HOST}:{port}",
+                anon_key=anon_key,
+                service_role_key=service_role_key,
+                db_url=cluster.url(),
+                users=users,
+                notices=list(cluster.notices) + await making_repos,
+            )
+            if self.seed_demo and self.ssh_demo_hosts and self.defer_ssh_demo:
+                self._deferred_ssh_demo = (root, cluster.conninfo())
+            return self.info
+        except BaseException:
+            # A failed start removes an ephemeral directory: let git finish first, so a
+            # busy port stays a one-line error instead of git's complaints on stderr.
+            await asyncio.gather(making_repos, return_exceptions=True)
+            raise
 
     def _bind_gateway(self, root: Path) -> socket.socket:
         """The gateway's socket: `port`, else (keep_port) this data directory's port."""
