@@ -56,7 +56,9 @@ def _seed(db_url: str) -> None:
         team, tenant = conn.execute(
             "select id, tenant_id from teams where name = 'Platform'"
         ).fetchone()
-        admin = conn.execute("select id from profiles where email = 'admin@acme.test'").fetchone()[0]
+        admin = conn.execute("select id from profiles where email = 'admin@acme.test'").fetchone()[
+            0
+        ]
         hosts = [
             row[0]
             for row in conn.execute(
@@ -178,12 +180,26 @@ def _open_run(run_id: str, *keys: str):
         for key in keys:
             await pilot.press(key)
         await pilot.pause()
+        # DataTable sizes its columns lazily, on idle: wait until it has, or the picture
+        # may catch a table just rebuilt with label-wide columns.
+        hosts = screen.query_one("#run-hosts")
+        await _until(
+            pilot,
+            lambda: (
+                not (hosts._require_update_dimensions or hosts._new_rows or hosts._updated_cells)
+            ),
+        )
+        for box in screen.query("Input"):
+            box.cursor_blink = False  # a blinking cursor makes two pictures of one screen
+        await pilot.pause()
 
     return then
 
 
 def test_run_view_running(snap_compare, runs_backend):
-    assert snap_compare(_app(runs_backend), terminal_size=SIZE, run_before=_steady(then=_open_run(RUNNING)))
+    assert snap_compare(
+        _app(runs_backend), terminal_size=SIZE, run_before=_steady(then=_open_run(RUNNING))
+    )
 
 
 def test_run_view_log_search_and_timestamps(snap_compare, runs_backend):

@@ -45,7 +45,7 @@ from opstui.ssh.exec import (
 from opstui.ssh.target import SshTarget
 from opstui.ui.screens.base import OpsScreen
 from opstui.ui.ssh_bridge import ssh_for
-from opstui.ui.widgets.log_pane import LogPane
+from opstui.ui.widgets.log_pane import HOST_COLOURS, LogPane
 from opstui.ui.widgets.output_log import OutputLog
 
 FLUSH_FPS = 20
@@ -56,18 +56,6 @@ LOG_LINES = 5000
 COMBINED_LINES = LOG_LINES  # all hosts, kept for f back to every host
 MAX_LINE = 2000  # characters shown of one line
 
-HOST_COLOURS = (
-    "cyan",
-    "magenta",
-    "green",
-    "yellow",
-    "bright_blue",
-    "bright_red",
-    "bright_cyan",
-    "bright_magenta",
-    "bright_green",
-    "bright_yellow",
-)
 STATE_STYLES = {
     "ok": "green",
     "failed": "bold red",
