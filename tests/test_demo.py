@@ -223,7 +223,8 @@ def test_seeded_rows_tell_the_truth_and_an_old_install_loses_the_published_passw
         ).fetchall()
         assert queued == [("lab-full-rollout", "2"), ("lab-web-release", "1")]
         # A data directory seeded by an older opstui (documentation addresses, remote URLs,
-        # tenant 'pro') is brought up to these rules at start.
+        # tenant 'pro') is brought up to these rules at start. The documentation address is
+        # only stored, never connected to: the restart below rewrites it before anything runs.
         conn.execute("update hosts set ip = '192.0.2.11', port = 22 where name = 'bastion-01'")
         conn.execute("update repositories set url = 'https://github.example.com/acme/ledger'"
                      " where name = 'ledger'")  # fmt: skip

@@ -46,7 +46,7 @@ def one(db, sql, params=None):
 def new_host_sql(team_id: str, creator_id: str, name: str = "probe", password: str | None = None):
     return (
         "insert into hosts (id, name, type, ip, port, team_id, creator_id, password)"
-        " values (%s, %s, 'ssh', '192.0.2.200', 22, %s, %s, %s)",
+        " values (%s, %s, 'ssh', '127.0.2.200', 22, %s, %s, %s)",
         (str(uuid.uuid4()), name, team_id, creator_id, password),
     )
 
@@ -422,7 +422,7 @@ def test_upsert_cannot_overwrite_another_hosts_secret(db, users, teams):
     with as_user(db, gdev):
         db.execute(
             "insert into hosts (id, name, type, ip, team_id, creator_id, password)"
-            " values (%s, 'x', 'ssh', '192.0.2.1', %s, %s, 'overwritten') on conflict (id) do nothing",
+            " values (%s, 'x', 'ssh', '127.0.2.1', %s, %s, 'overwritten') on conflict (id) do nothing",
             (victim, teams["Platform"], gdev.user_id),
         )
         assert one(db, "select current_user") == "authenticated"
@@ -450,7 +450,7 @@ def test_host_password_insert_update_and_upsert_all_keep_the_new_password(db, us
         assert one(db, "select get_host_secret(%s)", (host,)) == "first"
         db.execute("update hosts set password = 'second' where id = %s", (host,))
         assert one(db, "select get_host_secret(%s)", (host,)) == "second"
-        row = {"id": host, "name": "pw-cycle", "type": "ssh", "ip": "192.0.2.200"}
+        row = {"id": host, "name": "pw-cycle", "type": "ssh", "ip": "127.0.2.200"}
         row["team_id"] = teams["Platform"]
         _upsert(db, "hosts", {**row, "password": "third"})
         assert one(db, "select get_host_secret(%s)", (host,)) == "third"
@@ -470,7 +470,7 @@ def test_a_failed_insert_onto_an_existing_host_does_not_echo_the_password(db, us
             with pytest.raises(psycopg.Error) as failed, savepoint(db):
                 insert = (
                     "insert into hosts (id, name, type, ip, port, team_id, password)"
-                    " values (%s, 'echo', 'ssh', '192.0.2.9', 70000, %s, 'hunter2-secret')"
+                    " values (%s, 'echo', 'ssh', '127.0.2.9', 70000, %s, 'hunter2-secret')"
                 )
                 db.execute(insert + conflict, (params[0], teams["Platform"]))
             diag = failed.value.diag

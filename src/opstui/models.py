@@ -58,7 +58,8 @@ def validate_host(value: str) -> str:
         pass
     labels = value.rstrip(".").split(".")
     if len(value) <= 253 and labels and all(_HOSTNAME_LABEL.match(label) for label in labels):
-        # "10.0.0.300" is a bad IP, and "127.0.0.5root" a mistyped one, not host names.
+        # "10.0.0.300" is a bad IP, and "127.0.0.5root" a mistyped one, not host names
+        # (validation examples only: nothing connects to them).
         if not labels[-1].isdigit() and not all(label.isdigit() for label in labels[:-1]):
             return value
         if len(labels) == 1 and not labels[0].isdigit():
