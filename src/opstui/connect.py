@@ -128,7 +128,7 @@ class EmbeddedConnector(Connector):
         held = sum(len(getattr(runner, "held", {})) for runner in list(runners))
         if not held:
             return None
-        return f"{held} deployment run(s) on this opstui's demo runner (quitting cancels them)"
+        return f"{held} deployment run(s) on this opstui's demo runner"
 
     def first_data_shown(self) -> None:
         # The demo SSH hosts (key generation, asyncssh) would compete with sign-in and
